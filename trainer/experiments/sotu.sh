@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The shipped models and the quality table, in order. Each step resumes from its run folder, so
+# re-running this script after an interruption continues where it stopped.
+#   bash trainer/experiments/sotu.sh     (from the repository root; logs in runs/*.log)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+T2R="/usr/bin/python3 -m t2r"
+export PYTHONPATH=trainer
+PRE=1200            # teacher pretraining steps
+FT=600              # finetuning budget: 50% of pretraining; evaluated at 10%, 25%, 50% (120, 300, 600)
+COMMON="--data data/sotu --batch 16 --seq 256 --threads 2 --checkpoint-every 100"
+
+[ -d models/sotu-base ] || $T2R pretrain $COMMON --run runs/base --steps $PRE --lr 2e-3 --eval-at 0.5,1 \
+  --out models/sotu-base --name sotu-base > runs/base.log 2> runs/base.err
+
+convert() { # name, extra flags...; the finetuning steps + transfer steps always add up to $FT
+  local name=$1; shift
+  [ -f runs/$name/final.safetensors ] && [ -z "${OUT_FOR[$name]:-}" ] && return 0
+  $T2R convert $COMMON --teacher models/sotu-base --run runs/$name --lr 1e-3 --warmup 50 "$@" \
+    > runs/$name.log 2> runs/$name.err
+}
+declare -A OUT_FOR=()
+# Shipped recipe: feature size 64, 100 steps of attention transfer, then 500 steps of finetuning.
+[ -d models/sotu-t2r ] || { OUT_FOR[t2r-k64-transfer]=1; convert t2r-k64-transfer --attention t2r --feature-dim 64 \
+  --transfer-steps 100 --steps 500 --eval-at 0.04,0.4,1 --out models/sotu-t2r --name sotu-t2r; }
+# The paper's plain recipe and the two baselines, same budget.
+convert elu-swap --attention elu --steps $FT --eval-at 0.2,0.5,1
+convert t2r-scratch --attention t2r --init scratch --feature-dim 32 --steps $FT --eval-at 0.2,0.5,1
+convert t2r-k32 --attention t2r --feature-dim 32 --steps $FT --eval-at 0.2,0.5,1
+echo all done

@@ -1,0 +1,258 @@
+"""Command line: pretrain | convert | evaluate | export.
+
+  python3 -m t2r pretrain --data data/sotu --run runs/base --steps 3000 --out models/sotu-base
+  python3 -m t2r convert --teacher models/sotu-base --data data/sotu --run runs/t2r --steps 1500 \
+      --out models/sotu-t2r --name sotu-t2r
+  python3 -m t2r evaluate --checkpoint models/sotu-t2r/checkpoint.safetensors --data data/sotu
+  python3 -m t2r export --checkpoint X.safetensors --out model.onnx
+
+Progress is JSON lines on stdout; errors are one line on stderr and a non-zero exit.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+
+import torch
+
+from .checkpoint import load_model, save_model
+from .data import DataError, load_meta, load_split
+from .export import export_onnx, state_spec, write_reference
+from .model import ModelConfig, Transformer, swap_attention
+from .safetensors import CheckpointError
+from .train import TrainSpec, emit, perplexity, train
+
+PARITY_TOKENS = 12
+
+
+class UsageError(Exception):
+    pass
+
+
+def _positive(kind):
+    def parse(text):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
+        if v <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return v
+    return parse
+
+
+def _fractions(text):
+    try:
+        return [float(x) for x in text.split(",") if x]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="folder with train/validation/test .bin and meta.json")
+    p.add_argument("--train-split", default="train", help="token-id file to train on (default: train)")
+    p.add_argument("--run", required=True, help="run folder: checkpoints and progress; resumes if present")
+    p.add_argument("--steps", type=_positive(int), required=True)
+    p.add_argument("--batch", type=_positive(int), default=16)
+    p.add_argument("--seq", type=_positive(int), default=256)
+    p.add_argument("--lr", type=_positive(float), default=2e-3)
+    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=_positive(int), default=None)
+    p.add_argument("--checkpoint-every", type=_positive(int), default=100)
+    p.add_argument("--log-every", type=_positive(int), default=10)
+    p.add_argument("--eval-at", type=_fractions, default=[],
+                   help="evaluate held-out perplexity after these fractions of --steps (e.g. 0.2,0.5,1)")
+    p.add_argument("--eval-windows", type=_positive(int), default=None, help="limit evaluation windows")
+    p.add_argument("--out", help="write a finished model folder here (never over an existing one)")
+    p.add_argument("--name", help="model name for the manifest (default: the --out folder name)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="t2r", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("pretrain", help="train a softmax teacher from scratch")
+    _common(p)
+    p.add_argument("--dim", type=_positive(int), default=256)
+    p.add_argument("--layers", type=_positive(int), default=4)
+    p.add_argument("--heads", type=_positive(int), default=4)
+    p.add_argument("--ffn-dim", type=_positive(int), default=688)
+
+    p = sub.add_parser("convert", help="swap a teacher's attention for T2R (or ELU+1) and finetune")
+    _common(p)
+    p.add_argument("--teacher", required=True, help="teacher model folder (with checkpoint.safetensors)")
+    p.add_argument("--attention", choices=["t2r", "elu"], default="t2r")
+    p.add_argument("--init", choices=["swap", "scratch"], default="swap",
+                   help="swap: keep the teacher's weights (the paper); scratch: random init (baseline)")
+    p.add_argument("--feature-dim", type=_positive(int), default=32)
+    p.add_argument("--transfer-steps", type=int, default=0,
+                   help="attention-transfer steps (train phi to match softmax outputs) before finetuning")
+    p.add_argument("--attention-only", action="store_true", help="finetune attention weights only")
+
+    p = sub.add_parser("evaluate", help="held-out perplexity of checkpoints on one split")
+    p.add_argument("--checkpoint", required=True, action="append")
+    p.add_argument("--data", required=True)
+    p.add_argument("--split", choices=["train", "validation", "test"], default="test")
+    p.add_argument("--seq", type=_positive(int), default=256)
+
+    p = sub.add_parser("export", help="export a checkpoint to ONNX (DESIGN.md §3)")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--out", required=True)
+    return parser
+
+
+def _load_ids(args):
+    meta = load_meta(args.data)
+    ids = load_split(args.data, args.train_split)
+    if len(ids) < args.batch * args.seq + 1:
+        raise UsageError(f"corpus too small: {args.train_split} has {len(ids)} tokens, one batch of "
+                         f"{args.batch}x{args.seq} needs {args.batch * args.seq + 1}")
+    return meta, ids, load_split(args.data, "test")
+
+
+def _spec(args, transfer_steps=0, attention_only=False) -> TrainSpec:
+    return TrainSpec(steps=args.steps, batch=args.batch, seq=args.seq, lr=args.lr, seed=args.seed,
+                     warmup=min(args.warmup, args.steps), transfer_steps=transfer_steps,
+                     attention_only=attention_only, checkpoint_every=args.checkpoint_every,
+                     log_every=args.log_every, eval_at=sorted({max(1, round(f * args.steps)) for f in args.eval_at}),
+                     eval_windows=args.eval_windows)
+
+
+def _check_out(args) -> None:
+    if args.out and os.path.exists(args.out):
+        raise UsageError(f"--out {args.out} exists; a finished model folder is never overwritten")
+
+
+def _package(model: Transformer, args, meta: dict, test_ids, tokenizer: str, training: dict, extra: dict) -> None:
+    """Write the model folder next to --out, then rename it into place."""
+    name = args.name or os.path.basename(os.path.normpath(args.out))
+    tmp = f"{os.path.normpath(args.out)}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    try:
+        ppl, n = perplexity(model, test_ids, args.seq, args.eval_windows)
+        emit("eval", split="test", perplexity=round(ppl, 4), tokens=n, final=True)
+        cfg = model.cfg
+        manifest = {
+            "name": name,
+            "architecture": "softmax" if cfg.attention == "softmax" else cfg.attention,
+            "vocab_size": cfg.vocab_size, "dim": cfg.dim, "layers": cfg.layers, "heads": cfg.heads,
+            "head_dim": cfg.head_dim, "ffn_dim": cfg.ffn_dim,
+            "feature_dim": cfg.state_feature_dim() if cfg.attention != "softmax" else None,
+            "max_positions": cfg.max_positions if cfg.attention == "softmax" else None,
+            "trained_positions": cfg.max_positions,
+            "eos_token_id": meta["eos_token_id"], "state": state_spec(model),
+            "training": training,
+            "metrics": {"test_perplexity": round(ppl, 4), "test_tokens": n, "eval_window": args.seq, **extra.pop("metrics", {})},
+            "generation_defaults": {"max_new_tokens": 128, "temperature": 0.8, "top_p": 0.95, "repetition_penalty": 1.1},
+            **extra,
+        }
+        save_model(os.path.join(tmp, "checkpoint.safetensors"), model)
+        export_onnx(model, os.path.join(tmp, "model.onnx"))
+        write_reference(model, [int(t) for t in test_ids[:PARITY_TOKENS]], os.path.join(tmp, "parity.json"))
+        shutil.copyfile(tokenizer, os.path.join(tmp, "tokenizer.json"))
+        with open(os.path.join(tmp, "model.json"), "w") as f:
+            json.dump(manifest, f, indent=2)
+            f.write("\n")
+        _check_out(args)
+        os.rename(tmp, args.out)
+        emit("packaged", out=args.out, name=name)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _run_info(args, keys) -> dict:
+    return {k: getattr(args, k) for k in keys}
+
+
+def cmd_pretrain(args) -> None:
+    _check_out(args)
+    meta, ids, test_ids = _load_ids(args)
+    cfg = ModelConfig(vocab_size=meta["vocab_size"], dim=args.dim, layers=args.layers, heads=args.heads,
+                      ffn_dim=args.ffn_dim, max_positions=args.seq, attention="softmax").validate()
+    torch.manual_seed(args.seed)
+    model = Transformer(cfg)
+    emit("start", command="pretrain", parameters=model.num_parameters(), config=cfg.to_dict())
+    os.makedirs(args.run, exist_ok=True)
+    info = _run_info(args, ["steps", "batch", "seq", "lr", "seed", "dim", "layers", "heads", "ffn_dim", "train_split"])
+    model, seconds = train(model, ids, test_ids, _spec(args), args.run, info)
+    save_model(os.path.join(args.run, "final.safetensors"), model)
+    if args.out:
+        training = {"kind": "pretrain", "steps": args.steps, "tokens": args.steps * args.batch * args.seq,
+                    "seconds": round(seconds, 1), "batch": args.batch, "seq": args.seq, "lr": args.lr,
+                    "corpus": f"sotu:{args.train_split}", "seed": args.seed}
+        _package(model, args, meta, test_ids, os.path.join(args.data, "tokenizer.json"), training, {"teacher": None})
+
+
+def cmd_convert(args) -> None:
+    _check_out(args)
+    if args.transfer_steps < 0:
+        raise UsageError("--transfer-steps must be >= 0")
+    if args.transfer_steps and not (args.attention == "t2r" and args.init == "swap"):
+        raise UsageError("--transfer-steps needs --attention t2r --init swap (it trains phi against the teacher)")
+    teacher_path = os.path.join(args.teacher, "checkpoint.safetensors")
+    teacher = load_model(teacher_path)
+    if teacher.cfg.attention != "softmax":
+        raise UsageError(f"{args.teacher} is a {teacher.cfg.attention} model; conversion needs a softmax teacher")
+    meta, ids, test_ids = _load_ids(args)
+    if meta["vocab_size"] != teacher.cfg.vocab_size:
+        raise UsageError(f"shape mismatch: data vocabulary {meta['vocab_size']} != teacher's {teacher.cfg.vocab_size}")
+    if args.init == "swap":
+        model = swap_attention(teacher, args.attention, args.feature_dim, args.seed)
+    else:
+        cfg = ModelConfig.from_dict({**teacher.cfg.to_dict(), "attention": args.attention, "feature_dim": args.feature_dim})
+        torch.manual_seed(args.seed)
+        model = Transformer(cfg)
+    emit("start", command="convert", parameters=model.num_parameters(), config=model.cfg.to_dict())
+    os.makedirs(args.run, exist_ok=True)
+    info = _run_info(args, ["teacher", "attention", "init", "feature_dim", "transfer_steps", "attention_only",
+                            "steps", "batch", "seq", "lr", "seed", "train_split"])
+    model, seconds = train(model, ids, test_ids, _spec(args, args.transfer_steps, args.attention_only), args.run, info)
+    save_model(os.path.join(args.run, "final.safetensors"), model)
+    if args.out:
+        with open(os.path.join(args.teacher, "model.json")) as f:
+            teacher_manifest = json.load(f)
+        teacher_ppl, _ = perplexity(teacher, test_ids, args.seq, args.eval_windows)
+        emit("eval", split="test", model="teacher", perplexity=round(teacher_ppl, 4))
+        pre = teacher_manifest.get("training", {})
+        training = {"kind": "convert", "method": f"{args.attention}-{args.init}", "steps": args.steps,
+                    "transfer_steps": args.transfer_steps, "attention_only": args.attention_only,
+                    "tokens": (args.steps + args.transfer_steps) * args.batch * args.seq, "seconds": round(seconds, 1),
+                    "batch": args.batch, "seq": args.seq, "lr": args.lr, "corpus": f"sotu:{args.train_split}",
+                    "seed": args.seed,
+                    "fraction_of_pretraining_steps": round(args.steps / pre["steps"], 4) if pre.get("steps") else None}
+        extra = {"teacher": teacher_manifest.get("name", os.path.basename(args.teacher)),
+                 "metrics": {"teacher_test_perplexity": round(teacher_ppl, 4)}}
+        _package(model, args, meta, test_ids, os.path.join(args.teacher, "tokenizer.json"), training, extra)
+
+
+def cmd_evaluate(args) -> None:
+    ids = load_split(args.data, args.split)
+    for path in args.checkpoint:
+        ppl, n = perplexity(load_model(path), ids, args.seq)
+        emit("eval", checkpoint=path, split=args.split, perplexity=round(ppl, 4), tokens=n)
+
+
+def cmd_export(args) -> None:
+    export_onnx(load_model(args.checkpoint), args.out)
+    emit("exported", out=args.out)
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
+    try:
+        {"pretrain": cmd_pretrain, "convert": cmd_convert, "evaluate": cmd_evaluate, "export": cmd_export}[args.command](args)
+    except (UsageError, DataError, CheckpointError, ValueError) as e:
+        print(f"t2r {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"t2r {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,176 @@
+"""The training loop shared by pretraining and swap-then-finetune.
+
+Progress goes to stdout as one JSON object per line (the server's job runner reads it):
+  {"event": "step", "step", "steps", "loss", "lr", "tokens_per_s", "eta_s", "phase"}
+  {"event": "eval", "step", "perplexity", "tokens"}
+  {"event": "checkpoint", "step"}
+The run folder holds state.safetensors (weights + optimizer + step), written atomically every
+`checkpoint_every` steps, so a killed run resumes where it was and continues to the same loss.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .checkpoint import load_run_state, save_run_state
+from .data import BatchSampler, eval_windows
+from .model import Transformer
+
+
+def emit(event: str, **fields) -> None:
+    sys.stdout.write(json.dumps({"event": event, **fields}) + "\n")
+    sys.stdout.flush()
+
+
+@dataclass
+class TrainSpec:
+    steps: int
+    batch: int
+    seq: int
+    lr: float
+    seed: int
+    warmup: int = 100
+    weight_decay: float = 0.1
+    transfer_steps: int = 0          # attention transfer before finetuning (t2r only)
+    transfer_lr: float = 1e-2
+    attention_only: bool = False
+    checkpoint_every: int = 100
+    log_every: int = 10
+    eval_at: list[int] = field(default_factory=list)
+    eval_windows: int | None = None  # limit eval to the first N windows (tests)
+
+
+def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+@torch.no_grad()
+def perplexity(model: Transformer, ids: np.ndarray, seq: int, limit: int | None = None) -> tuple[float, int]:
+    model.eval()
+    nll, count = 0.0, 0
+    batch_x, batch_y = [], []
+
+    def flush():
+        nonlocal nll, count
+        x, y = torch.cat(batch_x), torch.cat(batch_y)
+        logits, _ = model(x)
+        nll += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum").item()
+        count += y.numel()
+        batch_x.clear()
+        batch_y.clear()
+
+    for x, y in eval_windows(ids, seq, limit):
+        batch_x.append(x)
+        batch_y.append(y)
+        if len(batch_x) == 8:
+            flush()
+    if batch_x:
+        flush()
+    model.train()
+    return math.exp(nll / count), count
+
+
+def _phase(step: int, spec: TrainSpec) -> str:
+    return "transfer" if step < spec.transfer_steps else "finetune"
+
+
+def _params(model: Transformer, phase: str, spec: TrainSpec):
+    if phase == "transfer":
+        return [p for n, p in model.named_parameters() if ".feature_map." in n]
+    if spec.attention_only:
+        return [p for n, p in model.named_parameters() if ".attn." in n]
+    return list(model.parameters())
+
+
+def _optimizer(model: Transformer, phase: str, spec: TrainSpec) -> torch.optim.Optimizer:
+    params = _params(model, phase, spec)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in params:
+        p.requires_grad_(True)
+    decay = [p for p in params if p.dim() >= 2]
+    rest = [p for p in params if p.dim() < 2]
+    lr = spec.transfer_lr if phase == "transfer" else spec.lr
+    return torch.optim.AdamW([{"params": decay, "weight_decay": spec.weight_decay},
+                              {"params": rest, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.95))
+
+
+def train(model: Transformer, train_ids: np.ndarray, eval_ids: np.ndarray | None, spec: TrainSpec,
+          run_dir: str, run_info: dict) -> tuple[Transformer, float]:
+    """Train `model` (or the run's saved state, if the run folder has one); -> (model, train seconds)."""
+    resumed = load_run_state(run_dir)
+    start, seconds = 0, 0.0
+    if resumed is not None:
+        model, opt_state, info = resumed
+        if info.get("run") != run_info:
+            raise ValueError(f"{run_dir} holds a different run ({info.get('run')}); use a new --run folder")
+        start, seconds = info["step"], info.get("seconds", 0.0)
+        emit("resume", step=start)
+    total = spec.transfer_steps + spec.steps
+    phase = _phase(start, spec)
+    optimizer = _optimizer(model, phase, spec)
+    if resumed is not None:
+        optimizer.load_state_dict(opt_state)
+    sampler = BatchSampler(train_ids, spec.batch, spec.seq, spec.seed)
+    model.train()
+    model.set_transfer(phase == "transfer")
+    t_last, tokens_since = time.time(), 0
+    step_times: list[float] = []
+    for step in range(start, total):
+        if _phase(step, spec) != phase:
+            phase = "finetune"
+            model.set_transfer(False)
+            optimizer = _optimizer(model, phase, spec)
+        t0 = time.time()
+        if phase == "transfer":
+            lr = lr_at(step, spec.transfer_steps, spec.transfer_lr, min(spec.warmup, spec.transfer_steps))
+        else:
+            lr = lr_at(step - spec.transfer_steps, spec.steps, spec.lr, spec.warmup)
+        for g in optimizer.param_groups:
+            g["lr"] = lr
+        x, y = sampler.get(step)
+        logits, _ = model(x)
+        if phase == "transfer":
+            loss = model.transfer_loss()
+        else:
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
+        optimizer.step()
+        step_times.append(time.time() - t0)
+        seconds += step_times[-1]
+        tokens_since += x.numel()
+        done = step + 1
+        if done % spec.log_every == 0 or done == total:
+            now = time.time()
+            recent = step_times[-50:]
+            emit("step", step=done, steps=total, phase=phase, loss=round(loss.item(), 5), lr=lr,
+                 tokens_per_s=round(tokens_since / max(now - t_last, 1e-9), 1),
+                 eta_s=round((total - done) * sum(recent) / len(recent), 1))
+            t_last, tokens_since = now, 0
+        if eval_ids is not None and (done - spec.transfer_steps) in spec.eval_at and phase == "finetune":
+            ppl, n = perplexity(model, eval_ids, spec.seq, spec.eval_windows)
+            record = {"step": done, "finetune_step": done - spec.transfer_steps, "perplexity": round(ppl, 4),
+                      "tokens": n, "train_seconds": round(seconds, 1)}
+            emit("eval", **record)
+            with open(os.path.join(run_dir, "evals.jsonl"), "a") as f:
+                f.write(json.dumps(record) + "\n")
+        if done % spec.checkpoint_every == 0 or done == total:
+            save_run_state(run_dir, model, optimizer, {"step": done, "run": run_info, "seconds": seconds})
+            emit("checkpoint", step=done)
+    model.set_transfer(False)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return model, seconds
