@@ -62,6 +62,8 @@ def load(path: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         header = json.loads(data[8:8 + n])
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{path}: corrupt header ({e})") from None
+    if not isinstance(header, dict) or not isinstance(header.get("__metadata__", {}), dict):
+        raise CheckpointError(f"{path}: corrupt header (not a JSON object)")
     body = memoryview(data)[8 + n:]
     metadata = header.pop("__metadata__", {})
     tensors = {}
@@ -70,6 +72,9 @@ def load(path: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
             dt, np_dt = _BY_NAME[info["dtype"]]
             start, end = info["data_offsets"]
             shape = info["shape"]
+            if not (isinstance(start, int) and isinstance(end, int) and 0 <= start <= end and isinstance(shape, list)
+                    and all(isinstance(d, int) and d >= 0 for d in shape)):
+                raise ValueError
         except (KeyError, TypeError, ValueError):
             raise CheckpointError(f"{path}: bad entry for tensor {name!r}") from None
         if end > len(body) or end - start != int(np.prod(shape)) * np.dtype(np_dt).itemsize:

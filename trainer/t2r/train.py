@@ -120,7 +120,9 @@ def train(model: Transformer, train_ids: np.ndarray, eval_ids: np.ndarray | None
     total = spec.transfer_steps + spec.steps
     phase = _phase(start, spec)
     optimizer = _optimizer(model, phase, spec)
-    if resumed is not None:
+    if resumed is not None and _phase(start - 1, spec) == phase:
+        # A checkpoint taken on the last transfer step holds the transfer optimizer; an uninterrupted
+        # run starts finetuning with a fresh one, so a resume at that boundary does too.
         optimizer.load_state_dict(opt_state)
     sampler = BatchSampler(train_ids, spec.batch, spec.seq, spec.seed)
     model.train()

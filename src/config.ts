@@ -1,0 +1,92 @@
+// Server configuration: defaults, then environment variables, then command-line flags.
+import { availableParallelism } from 'node:os'
+import { parseArgs } from 'node:util'
+
+export interface Config {
+  host: string
+  port: number
+  modelsDir: string
+  dataDir: string
+  /** Models to load at start (folder names under modelsDir); empty = every folder found. */
+  models: string[]
+  defaultModel: string | null
+  executionProvider: 'cpu' | 'cuda'
+  cudaDevice: number
+  intraOpThreads: number | null
+  maxBatch: number
+  prefillChunk: number
+  maxInFlight: number
+  maxNewTokensLimit: number
+  maxInputTokens: number
+  bodyLimit: number
+  sessionTtlSeconds: number
+  maxResidentSessions: number
+  logLevel: string
+  conversions: { maxQueued: number, pythonBin: string, maxCorpusBytes: number }
+}
+
+const FLAGS = {
+  host: { type: 'string', env: 'HOST' },
+  port: { type: 'string', env: 'PORT' },
+  'models-dir': { type: 'string', env: 'MODELS_DIR' },
+  'data-dir': { type: 'string', env: 'DATA_DIR' },
+  models: { type: 'string', env: 'T2R_MODELS' },
+  'default-model': { type: 'string', env: 'T2R_DEFAULT_MODEL' },
+  'execution-provider': { type: 'string', env: 'T2R_EXECUTION_PROVIDER' },
+  'cuda-device': { type: 'string', env: 'T2R_CUDA_DEVICE' },
+  'intra-op-threads': { type: 'string', env: 'T2R_INTRA_OP_THREADS' },
+  'max-batch': { type: 'string', env: 'T2R_MAX_BATCH' },
+  'prefill-chunk': { type: 'string', env: 'T2R_PREFILL_CHUNK' },
+  'max-in-flight': { type: 'string', env: 'T2R_MAX_IN_FLIGHT' },
+  'session-ttl': { type: 'string', env: 'T2R_SESSION_TTL_SECONDS' },
+  'max-resident-sessions': { type: 'string', env: 'T2R_MAX_RESIDENT_SESSIONS' },
+  'log-level': { type: 'string', env: 'LOG_LEVEL' },
+  python: { type: 'string', env: 'T2R_PYTHON' }
+} as const
+
+type FlagName = keyof typeof FLAGS
+
+function int (name: string, value: string | undefined, fallback: number, min: number): number {
+  if (value === undefined || value === '') return fallback
+  const n = Number(value)
+  if (!Number.isInteger(n) || n < min) throw new Error(`${name} must be an integer >= ${min}, got ${JSON.stringify(value)}`)
+  return n
+}
+
+export function loadConfig (argv: string[] = [], env: NodeJS.ProcessEnv = process.env): Config {
+  const { values } = parseArgs({
+    args: argv,
+    options: Object.fromEntries(Object.entries(FLAGS).map(([k, v]) => [k, { type: v.type }])) as Record<FlagName, { type: 'string' }>,
+    strict: true
+  })
+  const get = (name: FlagName): string | undefined => values[name] ?? env[FLAGS[name].env]
+  const provider = get('execution-provider') ?? 'cpu'
+  if (provider !== 'cpu' && provider !== 'cuda') throw new Error(`execution provider must be cpu or cuda, got ${provider}`)
+  const threads = get('intra-op-threads')
+  return {
+    host: get('host') ?? '127.0.0.1',
+    port: int('port', get('port'), 8080, 0),
+    modelsDir: get('models-dir') ?? 'models',
+    dataDir: get('data-dir') ?? 'data/server',
+    models: (get('models') ?? '').split(',').map((s) => s.trim()).filter(Boolean),
+    defaultModel: get('default-model') ?? 'sotu-t2r',
+    executionProvider: provider,
+    cudaDevice: int('cuda device', get('cuda-device'), 0, 0),
+    intraOpThreads: threads === undefined ? null : int('intra-op threads', threads, 1, 1),
+    maxBatch: int('max batch', get('max-batch'), 32, 1),
+    prefillChunk: int('prefill chunk', get('prefill-chunk'), 128, 1),
+    maxInFlight: int('max in flight', get('max-in-flight'), 128, 1),
+    maxNewTokensLimit: 4096,
+    maxInputTokens: 16384,
+    bodyLimit: 4 * 1024 * 1024,
+    sessionTtlSeconds: int('session ttl', get('session-ttl'), 3600, 1),
+    maxResidentSessions: int('max resident sessions', get('max-resident-sessions'), 256, 1),
+    logLevel: get('log-level') ?? 'info',
+    conversions: { maxQueued: 4, pythonBin: get('python') ?? '/usr/bin/python3', maxCorpusBytes: 2 * 1024 * 1024 }
+  }
+}
+
+/** ONNX Runtime threads per model: the machine's cores shared among the loaded models. */
+export function threadsPerModel (config: Config, modelCount: number): number {
+  return config.intraOpThreads ?? Math.max(1, Math.floor(availableParallelism() / Math.max(1, modelCount)))
+}

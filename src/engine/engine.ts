@@ -1,0 +1,167 @@
+// The main thread's side of a model's engine: the interface the HTTP layer talks to (TGI's
+// `Backend` shape), implemented by a worker thread running ONNX Runtime.
+import { EventEmitter } from 'node:events'
+import { Worker } from 'node:worker_threads'
+import type { Manifest } from '../models/manifest.ts'
+import type { TextTokenizer } from '../tokenizer/tokenizer.ts'
+import type { FromWorker, RuntimeOptions, SeqEvent, TokenInfo, ToWorker, WireRequest, WireResult } from './protocol.ts'
+
+export type GenerateRequest = Omit<WireRequest, 'submittedAt'>
+export type GenerationResult = WireResult
+export type { TokenInfo }
+
+/** Receives one generation's output: the transformers.js streamer shape (put / end). */
+export interface GenerationSink {
+  token (token: TokenInfo, timing: { first: boolean, queueMs: number }): void
+  end (result: GenerationResult): void
+  error (err: Error): void
+}
+
+export interface GenerationHandle {
+  cancel (): void
+  pause (): void
+  resume (): void
+}
+
+export interface StepStats { kind: 'prefill' | 'decode', ms: number, batch: number, tokens: number }
+
+export interface Backend {
+  readonly name: string
+  readonly inFlight: number
+  submit (req: GenerateRequest, sink: GenerationSink): GenerationHandle
+  close (): Promise<void>
+}
+
+export class QueueFullError extends Error {}
+
+export interface EngineOptions {
+  name: string
+  modelPath: string
+  manifest: Manifest
+  tokenizer: TextTokenizer
+  runtime: RuntimeOptions
+  /** Sequences allowed in flight (running or waiting) before submit refuses with QueueFullError. */
+  maxInFlight: number
+}
+
+function packTokenBytes (tokenizer: TextTokenizer): { bytes: Uint8Array, offsets: Uint32Array } {
+  const offsets = new Uint32Array(tokenizer.vocabSize + 1)
+  const parts: Uint8Array[] = []
+  for (let id = 0; id < tokenizer.vocabSize; id++) {
+    const b = tokenizer.tokenBytes(id)
+    parts.push(b)
+    offsets[id + 1] = offsets[id] + b.length
+  }
+  const bytes = new Uint8Array(offsets[tokenizer.vocabSize])
+  parts.forEach((p, id) => bytes.set(p, offsets[id]))
+  return { bytes, offsets }
+}
+
+export class OrtEngine extends EventEmitter implements Backend {
+  readonly name: string
+  private readonly worker: Worker
+  private readonly sinks = new Map<number, GenerationSink>()
+  private nextId = 1
+  private closed = false
+  private readonly maxInFlight: number
+
+  private constructor (options: EngineOptions, worker: Worker) {
+    super()
+    this.name = options.name
+    this.worker = worker
+    this.maxInFlight = options.maxInFlight
+    worker.on('message', (msg: FromWorker) => { this.onMessage(msg) })
+    worker.on('error', (err) => { this.failAll(err) })
+    worker.on('exit', () => { this.failAll(new Error(`engine for ${this.name} stopped`)) })
+  }
+
+  static async start (options: EngineOptions): Promise<OrtEngine> {
+    const { bytes, offsets } = packTokenBytes(options.tokenizer)
+    const worker = new Worker(new URL('./worker-entry.mjs', import.meta.url), {
+      workerData: { modelPath: options.modelPath, manifest: options.manifest, tokenBytes: bytes, tokenOffsets: offsets, runtime: options.runtime }
+    })
+    await new Promise<void>((resolve, reject) => {
+      const onMessage = (msg: FromWorker): void => {
+        if (msg.type === 'ready') { cleanup(); resolve() }
+        if (msg.type === 'init-error') { cleanup(); void worker.terminate(); reject(new Error(msg.message)) }
+      }
+      const onError = (err: Error): void => { cleanup(); reject(err) }
+      const cleanup = (): void => { worker.off('message', onMessage); worker.off('error', onError) }
+      worker.on('message', onMessage)
+      worker.on('error', onError)
+    })
+    return new OrtEngine(options, worker)
+  }
+
+  get inFlight (): number { return this.sinks.size }
+
+  submit (req: GenerateRequest, sink: GenerationSink): GenerationHandle {
+    if (this.closed) throw new Error(`engine for ${this.name} is closed`)
+    if (this.sinks.size >= this.maxInFlight) throw new QueueFullError(`${this.sinks.size} generations in flight (limit ${this.maxInFlight})`)
+    const id = this.nextId++
+    this.sinks.set(id, sink)
+    const wire: WireRequest = { ...req, submittedAt: Date.now() }
+    const transfer = req.state?.map((s) => s.buffer as ArrayBuffer) ?? []
+    this.send({ type: 'generate', id, req: wire }, transfer)
+    return {
+      cancel: () => { if (this.sinks.has(id)) this.send({ type: 'cancel', id }) },
+      pause: () => { if (this.sinks.has(id)) this.send({ type: 'pause', id }) },
+      resume: () => { if (this.sinks.has(id)) this.send({ type: 'resume', id }) }
+    }
+  }
+
+  async close (): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    for (const id of this.sinks.keys()) this.send({ type: 'cancel', id })
+    await this.drained(5000)
+    this.send({ type: 'shutdown' })
+    await this.worker.terminate()
+  }
+
+  /** Resolves when every in-flight generation has ended, or after `ms`. */
+  async drained (ms: number): Promise<void> {
+    const deadline = Date.now() + ms
+    while (this.sinks.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+
+  private send (msg: ToWorker, transfer: ArrayBuffer[] = []): void {
+    this.worker.postMessage(msg, transfer)
+  }
+
+  private onMessage (msg: FromWorker): void {
+    if (msg.type === 'step') {
+      this.emit('step', { kind: msg.kind, ms: msg.ms, batch: msg.batch, tokens: msg.tokens } satisfies StepStats)
+      this.dispatch(msg.events)
+    } else if (msg.type === 'events') {
+      this.dispatch(msg.events)
+    }
+  }
+
+  private dispatch (events: SeqEvent[]): void {
+    for (const e of events) {
+      const sink = this.sinks.get(e.id)
+      if (sink === undefined) continue
+      try {
+        if (e.kind === 'token') {
+          sink.token(e.token, { first: e.first, queueMs: e.queueMs })
+        } else if (e.kind === 'end') {
+          this.sinks.delete(e.id)
+          sink.end(e.result)
+        } else {
+          this.sinks.delete(e.id)
+          sink.error(new Error(e.message))
+        }
+      } catch (err) {
+        this.emit('sink-error', err)
+      }
+    }
+  }
+
+  private failAll (err: Error): void {
+    for (const [id, sink] of this.sinks) {
+      this.sinks.delete(id)
+      sink.error(err)
+    }
+  }
+}

@@ -1,0 +1,71 @@
+// Messages between the main thread (engine.ts) and the model's worker thread (worker.ts).
+import type { Manifest } from '../models/manifest.ts'
+import type { SamplingParams } from './sampler.ts'
+
+export interface RuntimeOptions {
+  executionProvider: 'cpu' | 'cuda'
+  cudaDevice: number
+  intraOpThreads: number
+  maxBatch: number
+  prefillChunk: number
+}
+
+export interface WorkerInit {
+  modelPath: string
+  manifest: Manifest
+  /** Every token's bytes, packed: token i is bytes[offsets[i] .. offsets[i+1]). */
+  tokenBytes: Uint8Array
+  tokenOffsets: Uint32Array
+  runtime: RuntimeOptions
+}
+
+export interface WireRequest {
+  inputIds: number[]
+  position: number
+  state: Float32Array[] | null
+  params: SamplingParams
+  seed: number
+  maxNewTokens: number
+  stop: string[]
+  stopTokenIds: number[]
+  submittedAt: number
+}
+
+export type FinishReason = 'length' | 'stop' | 'eos_token' | 'cancelled'
+
+export interface TokenInfo {
+  id: number
+  text: string
+  logprob: number
+  special: boolean
+  top: Array<{ id: number, logprob: number }>
+}
+
+export interface WireResult {
+  finishReason: FinishReason
+  stopSequence: string | null
+  tokens: number[]
+  text: string
+  /** Tokens in the state after this generation. */
+  position: number
+  /** Transcript tokens not yet fed into the state (the last sampled token). */
+  pending: number[]
+  state: Float32Array[]
+  queueMs: number
+}
+
+export type ToWorker =
+  | { type: 'generate', id: number, req: WireRequest }
+  | { type: 'cancel' | 'pause' | 'resume', id: number }
+  | { type: 'shutdown' }
+
+export type SeqEvent =
+  | { id: number, kind: 'token', token: TokenInfo, first: boolean, queueMs: number }
+  | { id: number, kind: 'end', result: WireResult }
+  | { id: number, kind: 'error', message: string }
+
+export type FromWorker =
+  | { type: 'ready', inputs: string[], outputs: string[] }
+  | { type: 'init-error', message: string }
+  | { type: 'step', kind: 'prefill' | 'decode', ms: number, batch: number, tokens: number, events: SeqEvent[] }
+  | { type: 'events', events: SeqEvent[] }
