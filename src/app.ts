@@ -3,6 +3,7 @@ import websocket from '@fastify/websocket'
 import type { FastifyInstance } from 'fastify'
 import { sendError } from './errors.ts'
 import context, { type AppServices } from './plugins/context.ts'
+import conversionRoutes from './routes/conversions.ts'
 import openAiRoutes from './routes/openai.ts'
 import opsRoutes from './routes/ops.ts'
 import sessionRoutes from './routes/sessions.ts'
@@ -29,5 +30,6 @@ export async function registerApp (app: FastifyInstance, services: AppServices):
   await app.register(openAiRoutes)
   await app.register(sessionRoutes)
   await app.register(streamRoutes)
+  await app.register(conversionRoutes)
   await app.register(opsRoutes)
 }

@@ -22,7 +22,7 @@ export interface Config {
   sessionTtlSeconds: number
   maxResidentSessions: number
   logLevel: string
-  conversions: { maxQueued: number, pythonBin: string, maxCorpusBytes: number }
+  conversions: { enabled: boolean, maxQueued: number, pythonBin: string, maxCorpusBytes: number }
 }
 
 const FLAGS = {
@@ -41,7 +41,9 @@ const FLAGS = {
   'session-ttl': { type: 'string', env: 'T2R_SESSION_TTL_SECONDS' },
   'max-resident-sessions': { type: 'string', env: 'T2R_MAX_RESIDENT_SESSIONS' },
   'log-level': { type: 'string', env: 'LOG_LEVEL' },
-  python: { type: 'string', env: 'T2R_PYTHON' }
+  python: { type: 'string', env: 'T2R_PYTHON' },
+  conversions: { type: 'string', env: 'T2R_CONVERSIONS' },
+  'max-queued-conversions': { type: 'string', env: 'T2R_MAX_QUEUED_CONVERSIONS' }
 } as const
 
 type FlagName = keyof typeof FLAGS
@@ -82,7 +84,7 @@ export function loadConfig (argv: string[] = [], env: NodeJS.ProcessEnv = proces
     sessionTtlSeconds: int('session ttl', get('session-ttl'), 3600, 1),
     maxResidentSessions: int('max resident sessions', get('max-resident-sessions'), 256, 1),
     logLevel: get('log-level') ?? 'info',
-    conversions: { maxQueued: 4, pythonBin: get('python') ?? '/usr/bin/python3', maxCorpusBytes: 2 * 1024 * 1024 }
+    conversions: { enabled: get('conversions') !== 'off', maxQueued: int('max queued conversions', get('max-queued-conversions'), 4, 1), pythonBin: get('python') ?? '/usr/bin/python3', maxCorpusBytes: 2 * 1024 * 1024 }
   }
 }
 

@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { registerApp } from './app.ts'
 import type { Config } from './config.ts'
+import { ConversionService } from './conversions/service.ts'
 import { GenerationService } from './generation/service.ts'
 import { createMetrics } from './metrics.ts'
 import { ModelRegistry } from './models/registry.ts'
@@ -41,20 +42,25 @@ export async function buildServer (config: Config): Promise<Server> {
     manifestOf: (name) => registry.get(name)?.manifest
   })
   const generation = new GenerationService(registry, sessions, metrics, config)
-  const services: AppServices = { config, metrics, registry, sessions, generation, startedAt: Date.now() }
+  const conversions = config.conversions.enabled ? new ConversionService(config, registry, metrics, app.log) : null
+  const services: AppServices = { config, metrics, registry, sessions, generation, conversions, startedAt: Date.now() }
   await registerApp(app, services)
 
   let closing: Promise<void> | null = null
   return {
     app,
     services,
-    loadModels: async () => { await registry.loadAll() },
+    loadModels: async () => {
+      await registry.loadAll()
+      conversions?.pump()
+    },
     close: async () => {
       closing ??= (async () => {
         generation.draining = true
         // In-flight generations finish (bounded), then the engines stop; sessions are already on
         // disk (write-through), so nothing else needs flushing.
         await Promise.all(registry.list().map(async (m) => { await (m.engine as { drained?: (ms: number) => Promise<void> }).drained?.(10_000) }))
+        await conversions?.close()
         await app.close()
         await registry.close()
         sessions.close()

@@ -1,0 +1,95 @@
+// Checks an ONNX export in the runtime that serves it against the reference logits the trainer
+// wrote (parity.json): the whole sequence in one call, then token by token (T2R: the state after
+// both paths must agree too). This is how prefill and decode are proven to share one graph.
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import ort from 'onnxruntime-node'
+import { parseManifest, stateShape, type Manifest } from './manifest.ts'
+
+export interface ParityReport {
+  tokens: number
+  /** max |Δlogit| of the one-call run's last position vs PyTorch. */
+  fullMaxDiff: number
+  /** max |Δlogit| over every position when fed one token at a time. */
+  stepwiseMaxDiff: number
+  /** T2R: max |Δ| between the state after one call and after token-by-token feeding. */
+  stateMaxDiff: number | null
+  /** T2R: max |Δ| between the ONNX state and PyTorch's. */
+  referenceStateMaxDiff: number | null
+}
+
+interface Reference {
+  input_ids: number[]
+  vocab_size: number
+  logits_f32_b64: string
+  state_kv_f32_b64?: string
+  state_k_f32_b64?: string
+}
+
+function floats (b64: string): Float32Array {
+  const buf = Buffer.from(b64, 'base64')
+  return new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength))
+}
+
+function maxDiff (a: ArrayLike<number>, b: ArrayLike<number>, bOffset = 0, n = a.length): number {
+  let d = 0
+  for (let i = 0; i < n; i++) d = Math.max(d, Math.abs(a[i] - b[bOffset + i]))
+  return d
+}
+
+function feeds (manifest: Manifest, ids: number[], position: number, state: ort.Tensor[]): Record<string, ort.Tensor> {
+  const f: Record<string, ort.Tensor> = {
+    input_ids: new ort.Tensor('int64', BigInt64Array.from(ids.map(BigInt)), [1, ids.length]),
+    position_offset: new ort.Tensor('int64', BigInt64Array.from([BigInt(position)]), [1])
+  }
+  manifest.state.forEach((s, i) => { f[s.name] = state[i] })
+  return f
+}
+
+function zeroState (manifest: Manifest): ort.Tensor[] {
+  return manifest.state.map((s) => {
+    const shape = stateShape(s, 0)
+    return new ort.Tensor('float32', new Float32Array(shape.reduce((a, b) => a * b, 1)), shape)
+  })
+}
+
+export async function checkParity (dir: string): Promise<ParityReport> {
+  const manifest = parseManifest(JSON.parse(readFileSync(join(dir, 'model.json'), 'utf8')), dir)
+  const ref = JSON.parse(readFileSync(join(dir, 'parity.json'), 'utf8')) as Reference
+  const logits = floats(ref.logits_f32_b64)
+  const V = ref.vocab_size
+  const ids = ref.input_ids
+  const session = await ort.InferenceSession.create(join(dir, 'model.onnx'), { intraOpNumThreads: 1 })
+  try {
+    const full = await session.run(feeds(manifest, ids, 0, zeroState(manifest)))
+    const fullMaxDiff = maxDiff(full.logits.data as Float32Array, logits, (ids.length - 1) * V, V)
+    let state = zeroState(manifest)
+    let stepwiseMaxDiff = 0
+    for (let t = 0; t < ids.length; t++) {
+      const out = await session.run(feeds(manifest, [ids[t]], t, state))
+      stepwiseMaxDiff = Math.max(stepwiseMaxDiff, maxDiff(out.logits.data as Float32Array, logits, t * V, V))
+      state = manifest.state.map((s) => out[s.output])
+    }
+    let stateMaxDiff: number | null = null
+    let referenceStateMaxDiff: number | null = null
+    if (manifest.architecture !== 'softmax') {
+      stateMaxDiff = Math.max(...manifest.state.map((s, i) => maxDiff(full[s.output].data as Float32Array, state[i].data as Float32Array)))
+      if (ref.state_kv_f32_b64 !== undefined && ref.state_k_f32_b64 !== undefined) {
+        const refs = [floats(ref.state_kv_f32_b64), floats(ref.state_k_f32_b64)]
+        referenceStateMaxDiff = Math.max(...refs.map((r, i) => maxDiff(full[manifest.state[i].output].data as Float32Array, r)))
+      }
+    }
+    return { tokens: ids.length, fullMaxDiff, stepwiseMaxDiff, stateMaxDiff, referenceStateMaxDiff }
+  } finally {
+    await session.release()
+  }
+}
+
+export const PARITY_TOLERANCE = 1e-3
+
+export function parityFailure (r: ParityReport): string | null {
+  const worst = Math.max(r.fullMaxDiff, r.stepwiseMaxDiff)
+  if (worst > PARITY_TOLERANCE) return `max |Δlogit| ${worst.toExponential(3)} exceeds ${PARITY_TOLERANCE}`
+  if (r.stateMaxDiff !== null && r.stateMaxDiff > PARITY_TOLERANCE) return `state differs between one-call and token-by-token feeding by ${r.stateMaxDiff.toExponential(3)}`
+  return null
+}
