@@ -1,0 +1,82 @@
+// Starts a real server on a loopback port for a test, over a copy of the given models.
+import { cpSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { loadConfig, type Config } from '../../src/config.ts'
+import { buildServer, type Server } from '../../src/server.ts'
+
+export interface TestServer {
+  url: string
+  server: Server
+  config: Config
+  modelsDir: string
+  dataDir: string
+  close (): Promise<void>
+}
+
+export interface StartOptions {
+  modelsDir: string
+  /** Copy the models so a test may add or break folders without touching the fixtures. */
+  copyModels?: boolean
+  dataDir?: string
+  env?: Record<string, string>
+  loadModels?: boolean
+}
+
+export async function startServer (options: StartOptions): Promise<TestServer> {
+  const scratch = mkdtempSync(join(tmpdir(), 't2r-test-'))
+  const modelsDir = options.copyModels === true ? join(scratch, 'models') : options.modelsDir
+  if (options.copyModels === true) cpSync(options.modelsDir, modelsDir, { recursive: true })
+  const dataDir = options.dataDir ?? join(scratch, 'data')
+  const config = loadConfig([], {
+    MODELS_DIR: modelsDir,
+    DATA_DIR: dataDir,
+    PORT: '0',
+    LOG_LEVEL: 'silent',
+    T2R_DEFAULT_MODEL: 'tiny-t2r',
+    T2R_INTRA_OP_THREADS: '1',
+    ...options.env
+  })
+  const server = await buildServer(config)
+  await server.app.listen({ host: '127.0.0.1', port: 0 })
+  if (options.loadModels !== false) await server.loadModels()
+  const address = server.app.server.address()
+  const port = typeof address === 'object' && address !== null ? address.port : 0
+  return {
+    url: `http://127.0.0.1:${port}`,
+    server,
+    config,
+    modelsDir,
+    dataDir,
+    close: async () => {
+      await server.close()
+      if (options.dataDir === undefined || options.copyModels === true) rmSync(scratch, { recursive: true, force: true })
+    }
+  }
+}
+
+export async function postJson (url: string, body: unknown, init: RequestInit = {}): Promise<Response> {
+  return await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), ...init })
+}
+
+/** Reads an SSE response into its events (data lines parsed as JSON where they are JSON). */
+export async function readSse (res: Response): Promise<Array<{ event: string, data: any }>> { // eslint-disable-line @typescript-eslint/no-explicit-any -- event payloads vary by route
+  const text = await res.text()
+  return text.split('\n\n').filter((f) => f.trim() !== '').map((frame) => {
+    let event = 'message'
+    let data = ''
+    for (const line of frame.split('\n')) {
+      if (line.startsWith('event: ')) event = line.slice(7)
+      if (line.startsWith('data: ')) data += line.slice(6)
+    }
+    let parsed: unknown = data
+    try { parsed = JSON.parse(data) } catch { /* [DONE] and other plain data */ }
+    return { event, data: parsed }
+  })
+}
+
+export async function metricValue (url: string, name: string, labels = ''): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text()
+  const line = text.split('\n').find((l) => l.startsWith(`${name}${labels === '' ? ' ' : `{${labels}}`}`) || (labels === '' && l.startsWith(`${name}{`)))
+  return line === undefined ? NaN : Number(line.split(' ').pop())
+}
