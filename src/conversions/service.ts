@@ -80,6 +80,7 @@ export class ConversionService extends EventEmitter {
   async cancel (id: string): Promise<Job> {
     const job = this.get(id)
     if (job.status === 'queued') {
+      rmSync(join(this.root, id), { recursive: true, force: true })
       this.finish(id, 'cancelled', {})
     } else if (job.status === 'running' && this.running?.id === id) {
       this.running.cancelled = true

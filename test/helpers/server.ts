@@ -80,3 +80,30 @@ export async function metricValue (url: string, name: string, labels = ''): Prom
   const line = text.split('\n').find((l) => l.startsWith(`${name}${labels === '' ? ' ' : `{${labels}}`}`) || (labels === '' && l.startsWith(`${name}{`)))
   return line === undefined ? NaN : Number(line.split(' ').pop())
 }
+
+/** A server in its own process (`tsx src/main.ts`), for tests that kill it. */
+export async function spawnServer (env: Record<string, string>): Promise<{ url: string, kill: (signal: NodeJS.Signals) => Promise<void> }> {
+  const { spawn } = await import('node:child_process')
+  const { createServer } = await import('node:net')
+  const port = await new Promise<number>((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => { const p = (s.address() as { port: number }).port; s.close(() => { resolve(p) }) })
+  })
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+    cwd: new URL('../..', import.meta.url).pathname,
+    env: { ...process.env, PORT: String(port), LOG_LEVEL: 'warn', T2R_INTRA_OP_THREADS: '1', ...env },
+    stdio: ['ignore', 'ignore', 'inherit']
+  })
+  const url = `http://127.0.0.1:${port}`
+  for (let i = 0; i < 300; i++) {
+    try { if ((await fetch(`${url}/ready`)).status === 200) break } catch { /* not listening yet */ }
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  return {
+    url,
+    kill: async (signal) => {
+      const exited = new Promise((resolve) => child.once('exit', resolve))
+      child.kill(signal)
+      await exited
+    }
+  }
+}

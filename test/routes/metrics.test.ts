@@ -1,0 +1,31 @@
+import t from 'tap'
+import { tinyModelsDir } from '../helpers/fixtures.ts'
+import { postJson, startServer } from '../helpers/server.ts'
+
+t.test('after traffic, /metrics has request, latency, token, batch and session series', async (t) => {
+  const srv = await startServer({ modelsDir: tinyModelsDir() })
+  t.teardown(srv.close)
+  await Promise.all([0, 1, 2, 3].map(async (i) => await postJson(`${srv.url}/generate`, { inputs: `The ${i}`, parameters: { max_new_tokens: 10 } })))
+  await postJson(`${srv.url}/v1/sessions`, { prompt: 'The' })
+  await postJson(`${srv.url}/generate`, { inputs: 'x', parameters: { top_p: 7 } })
+  const res = await fetch(`${srv.url}/metrics`)
+  t.match(res.headers.get('content-type'), /text\/plain/)
+  const text = await res.text()
+  t.match(text, /t2r_http_requests_total\{route="\/generate",method="POST",status="200"\} 4/)
+  t.match(text, /t2r_http_requests_total\{route="\/generate",method="POST",status="422"\} 1/)
+  t.match(text, /t2r_http_request_duration_seconds_count\{route="\/generate",method="POST",status="200"\} 4/)
+  t.match(text, /t2r_time_to_first_token_seconds_count\{model="tiny-t2r"\} [1-9]/)
+  t.match(text, /t2r_inter_token_latency_seconds_count\{model="tiny-t2r"\} [1-9]/)
+  t.match(text, /t2r_queue_time_seconds_count\{model="tiny-t2r"\} [1-9]/)
+  t.match(text, /t2r_generated_tokens_total\{model="tiny-t2r"\} 40/)
+  t.match(text, /t2r_prompt_tokens_total\{model="tiny-t2r"\} [1-9]/)
+  t.match(text, /t2r_decode_batch_size_count\{model="tiny-t2r"\} [1-9]/)
+  t.match(text, /t2r_ort_step_duration_seconds_count\{model="tiny-t2r",kind="decode"\} [1-9]/)
+  t.match(text, /t2r_active_sequences\{model="tiny-t2r"\} 0/)
+  t.match(text, /t2r_sessions 1/)
+  t.match(text, /t2r_session_state_bytes [1-9]/)
+  t.match(text, /process_resident_memory_bytes/)
+  const batches = text.match(/t2r_decode_batch_size_sum\{model="tiny-t2r"\} (\d+)/)
+  const steps = text.match(/t2r_decode_batch_size_count\{model="tiny-t2r"\} (\d+)/)
+  t.ok(Number(batches?.[1]) > Number(steps?.[1]), 'concurrent requests were decoded in shared batches')
+})
