@@ -74,7 +74,7 @@ export function loadConfig (argv: string[] = [], env: NodeJS.ProcessEnv = proces
     defaultModel: get('default-model') ?? 'sotu-t2r',
     executionProvider: provider,
     cudaDevice: int('cuda device', get('cuda-device'), 0, 0),
-    intraOpThreads: threads === undefined ? null : int('intra-op threads', threads, 1, 1),
+    intraOpThreads: threads === undefined || threads === '' ? null : int('intra-op threads', threads, 1, 1),
     maxBatch: int('max batch', get('max-batch'), 32, 1),
     prefillChunk: int('prefill chunk', get('prefill-chunk'), 128, 1),
     maxInFlight: int('max in flight', get('max-in-flight'), 128, 1),

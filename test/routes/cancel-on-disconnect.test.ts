@@ -2,8 +2,7 @@
 // generation within a step. Checked from the outside: the active-sequence gauge drops to zero and
 // the generated-token counter stops far short of max_new_tokens.
 import http from 'node:http'
-import tap from 'tap'
-const t = tap
+import t, { type Test } from 'tap'
 import WebSocket from 'ws'
 import { tinyModelsDir } from '../helpers/fixtures.ts'
 import { metricValue, startServer } from '../helpers/server.ts'
@@ -15,9 +14,7 @@ const MAX = 4000
 async function active (): Promise<number> { return await metricValue(srv.url, 't2r_active_sequences', 'model="tiny-t2r"') }
 async function generated (): Promise<number> { return await metricValue(srv.url, 't2r_generated_tokens_total', 'model="tiny-t2r"') || 0 }
 
-interface Asserts { equal: (a: unknown, b: unknown, m?: string) => void, ok: (a: unknown, m?: string) => void }
-
-async function settles (t: Asserts, before: number): Promise<void> {
+async function settles (t: Test, before: number): Promise<void> {
   for (let i = 0; i < 100 && await active() !== 0; i++) await new Promise((resolve) => setTimeout(resolve, 20))
   t.equal(await active(), 0, 'no generation left running')
   const made = await generated() - before
