@@ -29,7 +29,7 @@ t.test('conversion requests', async (t) => {
     await srv.close()
     rmSync(scratch, { recursive: true, force: true })
   })
-  const jobsBefore = async (): Promise<number> => ((await (await fetch(`${srv.url}/v1/conversions`)).json()) as { data: unknown[] }).data.length
+  const jobCount = async (): Promise<number> => ((await (await fetch(`${srv.url}/v1/conversions`)).json()) as { data: unknown[] }).data.length
 
   const refused = async (t: Test, body: Record<string, unknown>, status: number, param: string | RegExp, what: string): Promise<void> => {
     const r = await submit(srv, body)
@@ -68,7 +68,7 @@ t.test('conversion requests', async (t) => {
   })
 
   t.test('refused requests create no job', async (t) => {
-    t.equal(await jobsBefore(), 0)
+    t.equal(await jobCount(), 0)
   })
 
   t.test('a trainer crash fails the job with the trainer\'s message', async (t) => {
@@ -92,6 +92,7 @@ t.test('conversion requests', async (t) => {
 
     const retry = await submit(srv, { ...small, source_model: 'tiny-base', name: 'broken-conv' })
     t.equal(retry.status, 202, 'the failed job\'s name is free for a new conversion')
-    await readSse(await fetch(`${srv.url}/v1/conversions/${retry.body.id as string}/events`))
+    const retried = await readSse(await fetch(`${srv.url}/v1/conversions/${retry.body.id as string}/events`))
+    t.equal(retried.at(-1)?.data.status, 'succeeded', 'and that conversion succeeds')
   })
 })
