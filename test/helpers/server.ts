@@ -50,7 +50,7 @@ export async function startServer (options: StartOptions): Promise<TestServer> {
     dataDir,
     close: async () => {
       await server.close()
-      if (options.dataDir === undefined || options.copyModels === true) rmSync(scratch, { recursive: true, force: true })
+      rmSync(scratch, { recursive: true, force: true })
     }
   }
 }

@@ -13,24 +13,17 @@ from .model import Transformer
 OPSET = 17
 
 
-class T2RGraph(nn.Module):
+class StepGraph(nn.Module):
+    """The exported step: (input_ids, position_offset, state a, state b) -> (last logits, a', b').
+
+    For T2R the state is (S, z); for softmax it is the KV cache (keys, values), grown by seq."""
+
     def __init__(self, model: Transformer):
         super().__init__()
         self.model = model
 
-    def forward(self, input_ids, position_offset, state_kv, state_k):
-        caches = [(state_kv[i], state_k[i]) for i in range(self.model.cfg.layers)]
-        logits, new = self.model(input_ids, position_offset, caches)
-        return logits[:, -1, :], torch.stack([c[0] for c in new]), torch.stack([c[1] for c in new])
-
-
-class SoftmaxGraph(nn.Module):
-    def __init__(self, model: Transformer):
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids, position_offset, past_key, past_value):
-        caches = [(past_key[i], past_value[i]) for i in range(self.model.cfg.layers)]
+    def forward(self, input_ids, position_offset, state_a, state_b):
+        caches = [(state_a[i], state_b[i]) for i in range(self.model.cfg.layers)]
         logits, new = self.model(input_ids, position_offset, caches)
         return logits[:, -1, :], torch.stack([c[0] for c in new]), torch.stack([c[1] for c in new])
 
@@ -63,12 +56,10 @@ def export_onnx(model: Transformer, path: str) -> None:
     ids = torch.tensor([[1, 2, 3]], dtype=torch.long)
     offset = torch.tensor([2], dtype=torch.long)
     if model.cfg.attention == "softmax":
-        graph = SoftmaxGraph(model)
         a, b = empty_state(model, 1, past=2)
         names = ["past_key", "past_value"], ["present_key", "present_value"]
         state_axes = {0: {1: "batch", 3: "past"}, 1: {1: "batch", 3: "past_plus_seq"}}
     else:
-        graph = T2RGraph(model)
         a, b = empty_state(model, 1)
         names = ["state_kv", "state_k"], ["state_kv_out", "state_k_out"]
         state_axes = {0: {1: "batch"}, 1: {1: "batch"}}
@@ -78,7 +69,7 @@ def export_onnx(model: Transformer, path: str) -> None:
     for n in names[1]:
         dynamic[n] = state_axes[1]
     with torch.no_grad():
-        torch.onnx.export(graph, (ids, offset, a, b), path, opset_version=OPSET,
+        torch.onnx.export(StepGraph(model), (ids, offset, a, b), path, opset_version=OPSET,
                           input_names=["input_ids", "position_offset", *names[0]],
                           output_names=["logits", *names[1]], dynamic_axes=dynamic, do_constant_folding=True)
 
