@@ -1,15 +1,15 @@
 // 429 with Retry-After when the queue is full; 503 while loading and while shutting down.
 import t from 'tap'
 import { tinyModelsDir } from '../helpers/fixtures.ts'
-import { postJson, startServer } from '../helpers/server.ts'
+import { metricValue, postJson, startServer } from '../helpers/server.ts'
 
 const modelsDir = tinyModelsDir()
 
 t.test('a full queue answers 429 with Retry-After, and accepts again once it drains', async (t) => {
   const srv = await startServer({ modelsDir, env: { T2R_MAX_IN_FLIGHT: '2' } })
   t.teardown(srv.close)
-  const long = [0, 1].map(async () => await postJson(`${srv.url}/generate`, { inputs: 'The', parameters: { max_new_tokens: 300, ignore_eos: true } }))
-  await new Promise((resolve) => setTimeout(resolve, 150))
+  const long = [0, 1].map(async () => await postJson(`${srv.url}/generate`, { inputs: 'The', parameters: { max_new_tokens: 3000, ignore_eos: true } }))
+  while (await metricValue(srv.url, 't2r_active_sequences', 'model="tiny-t2r"') !== 2) await new Promise((resolve) => setTimeout(resolve, 5))
   const res = await postJson(`${srv.url}/generate`, { inputs: 'The', parameters: { max_new_tokens: 1 } })
   t.equal(res.status, 429)
   t.ok(Number(res.headers.get('retry-after')) >= 1)
@@ -35,12 +35,12 @@ t.test('503 while models load', async (t) => {
 
 t.test('shutdown finishes the generation in flight and refuses new ones with 503', async (t) => {
   const srv = await startServer({ modelsDir })
-  const inflight = postJson(`${srv.url}/generate`, { inputs: 'The', parameters: { max_new_tokens: 120, ignore_eos: true, details: true } })
-  await new Promise((resolve) => setTimeout(resolve, 100))
+  const inflight = postJson(`${srv.url}/generate`, { inputs: 'The', parameters: { max_new_tokens: 3000, ignore_eos: true, details: true } })
+  while (await metricValue(srv.url, 't2r_active_sequences', 'model="tiny-t2r"') !== 1) await new Promise((resolve) => setTimeout(resolve, 5))
   const closing = srv.close()
   const refused = await postJson(`${srv.url}/generate`, { inputs: 'The' }).catch(() => null)
   if (refused !== null) t.equal(refused.status, 503)
   const done = await (await inflight).json()
-  t.equal(done.details.generated_tokens, 120, 'the in-flight generation completed')
+  t.equal(done.details.generated_tokens, 3000, 'the in-flight generation completed')
   await closing
 })
