@@ -72,7 +72,12 @@ export class OrtEngine extends EventEmitter implements Backend {
     this.maxInFlight = options.maxInFlight
     worker.on('message', (msg: FromWorker) => { this.onMessage(msg) })
     worker.on('error', (err) => { this.failAll(err) })
-    worker.on('exit', () => { this.failAll(new Error(`engine for ${this.name} stopped`)) })
+    worker.on('exit', (code) => {
+      const unexpected = !this.closed
+      this.closed = true
+      this.failAll(new Error(`engine for ${this.name} stopped`))
+      if (unexpected) this.emit('exit', code)
+    })
   }
 
   static async start (options: EngineOptions): Promise<OrtEngine> {

@@ -87,6 +87,13 @@ export class ModelRegistry {
       this.metrics.ortStep.observe({ model: manifest.name, kind: s.kind }, s.ms / 1000)
       if (s.kind === 'decode') this.metrics.decodeBatchSize.observe({ model: manifest.name }, s.batch)
     })
+    engine.once('exit', (code: number) => {
+      // A dead worker takes its model out of service; /ready reports why.
+      if (this.models.get(folder)?.engine !== engine) return
+      this.models.delete(folder)
+      this.failures.set(folder, `engine worker exited unexpectedly (code ${code})`)
+      this.log.error({ model: manifest.name, code }, 'engine worker exited')
+    })
     const previous = this.models.get(folder)
     const model: LoadedModel = { name: manifest.name, dir, manifest, tokenizer, engine, loadedAt: Date.now() }
     this.models.set(folder, model)
