@@ -24,7 +24,7 @@ class StepGraph(nn.Module):
 
     def forward(self, input_ids, position_offset, state_a, state_b):
         caches = [(state_a[i], state_b[i]) for i in range(self.model.cfg.layers)]
-        logits, new = self.model(input_ids, position_offset, caches)
+        logits, new = self.model(input_ids, position_offset, caches, last_only=True)
         return logits[:, -1, :], torch.stack([c[0] for c in new]), torch.stack([c[1] for c in new])
 
 

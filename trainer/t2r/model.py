@@ -225,8 +225,10 @@ class Transformer(nn.Module):
         if isinstance(m, (nn.Linear, nn.Embedding)):
             nn.init.normal_(m.weight, std=0.02)
 
-    def forward(self, ids: torch.Tensor, position_offset: Optional[torch.Tensor] = None, caches=None):
-        """ids [B, T] -> (logits [B, T, V], new caches per layer)."""
+    def forward(self, ids: torch.Tensor, position_offset: Optional[torch.Tensor] = None, caches=None,
+                last_only: bool = False):
+        """ids [B, T] -> (logits [B, T, V], new caches per layer). `last_only` projects only the
+        last position to the vocabulary (what a decoding step needs; a long prefill skips the rest)."""
         B, T = ids.shape
         positions = torch.arange(T, device=ids.device).unsqueeze(0).expand(B, T)
         if position_offset is not None:
@@ -237,6 +239,8 @@ class Transformer(nn.Module):
         for i, block in enumerate(self.blocks):
             x, c = block(x, cos, sin, None if caches is None else caches[i])
             new_caches.append(c)
+        if last_only:
+            x = x[:, -1:, :]
         logits = self.norm(x) @ self.embed.weight.t()
         return logits, new_caches
 
