@@ -5,7 +5,7 @@ import { addressesOf } from '../../src/corpus/sotu.ts'
 import { loadTokenizer } from '../../src/tokenizer/tokenizer.ts'
 import { SHIPPED } from '../helpers/fixtures.ts'
 
-const path = join(SHIPPED, 'sotu-t2r', 'tokenizer.json')
+const path = join(SHIPPED, 'sotu-base', 'tokenizer.json')
 
 t.test('the shipped tokenizer is byte-level BPE with 8,192 ids, the last one end-of-text', async (t) => {
   const tok = loadTokenizer(path)

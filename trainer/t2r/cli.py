@@ -92,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--transfer-steps", type=int, default=0,
                    help="attention-transfer steps (train phi to match softmax outputs) before finetuning")
     p.add_argument("--attention-only", action="store_true", help="finetune attention weights only")
+    p.add_argument("--distill-weight", type=float, default=0.0,
+                   help="mix KL to the teacher's next-token distribution into the finetuning loss (0..1)")
 
     p = sub.add_parser("evaluate", help="held-out perplexity of checkpoints on one split")
     p.add_argument("--checkpoint", required=True, action="append")
@@ -114,12 +116,12 @@ def _load_ids(args):
     return meta, ids, load_split(args.data, "test")
 
 
-def _spec(args, transfer_steps=0, attention_only=False) -> TrainSpec:
+def _spec(args, transfer_steps=0, attention_only=False, distill_weight=0.0) -> TrainSpec:
     return TrainSpec(steps=args.steps, batch=args.batch, seq=args.seq, lr=args.lr, seed=args.seed,
                      warmup=min(args.warmup, args.steps), transfer_steps=transfer_steps,
                      attention_only=attention_only, checkpoint_every=args.checkpoint_every,
                      log_every=args.log_every, eval_at=sorted({max(1, round(f * args.steps)) for f in args.eval_at}),
-                     eval_windows=args.eval_windows)
+                     eval_windows=args.eval_windows, distill_weight=distill_weight)
 
 
 def _check_out(args) -> None:
@@ -193,6 +195,8 @@ def cmd_convert(args) -> None:
     _check_out(args)
     if args.transfer_steps < 0:
         raise UsageError("--transfer-steps must be >= 0")
+    if not 0.0 <= args.distill_weight <= 1.0:
+        raise UsageError("--distill-weight must be between 0 and 1")
     if args.transfer_steps and not (args.attention == "t2r" and args.init == "swap"):
         raise UsageError("--transfer-steps needs --attention t2r --init swap (it trains phi against the teacher)")
     teacher_path = os.path.join(args.teacher, "checkpoint.safetensors")
@@ -212,7 +216,11 @@ def cmd_convert(args) -> None:
     os.makedirs(args.run, exist_ok=True)
     info = _run_info(args, ["teacher", "attention", "init", "feature_dim", "transfer_steps", "attention_only",
                             "steps", "batch", "seq", "lr", "seed", "train_split"])
-    model, seconds = train(model, ids, test_ids, _spec(args, args.transfer_steps, args.attention_only), args.run, info)
+    if args.distill_weight:
+        info["distill_weight"] = args.distill_weight
+    teacher.eval()
+    spec = _spec(args, args.transfer_steps, args.attention_only, args.distill_weight)
+    model, seconds = train(model, ids, test_ids, spec, args.run, info, teacher=teacher if args.distill_weight else None)
     save_model(os.path.join(args.run, "final.safetensors"), model)
     if args.out:
         with open(os.path.join(args.teacher, "model.json")) as f:
@@ -222,6 +230,7 @@ def cmd_convert(args) -> None:
         pre = teacher_manifest.get("training", {})
         training = {"kind": "convert", "method": f"{args.attention}-{args.init}", "steps": args.steps,
                     "transfer_steps": args.transfer_steps, "attention_only": args.attention_only,
+                    "distill_weight": args.distill_weight,
                     "tokens": (args.steps + args.transfer_steps) * args.batch * args.seq, "seconds": round(seconds, 1),
                     "batch": args.batch, "seq": args.seq, "lr": args.lr, "corpus": f"sotu:{args.train_split}",
                     "seed": args.seed,

@@ -46,6 +46,7 @@ class TrainSpec:
     log_every: int = 10
     eval_at: list[int] = field(default_factory=list)
     eval_windows: int | None = None  # limit eval to the first N windows (tests)
+    distill_weight: float = 0.0      # finetune loss = (1-w) CE + w KL(teacher || student)
 
 
 def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
@@ -107,7 +108,7 @@ def _optimizer(model: Transformer, phase: str, spec: TrainSpec) -> torch.optim.O
 
 
 def train(model: Transformer, train_ids: np.ndarray, eval_ids: np.ndarray | None, spec: TrainSpec,
-          run_dir: str, run_info: dict) -> tuple[Transformer, float]:
+          run_dir: str, run_info: dict, teacher: Transformer | None = None) -> tuple[Transformer, float]:
     """Train `model` (or the run's saved state, if the run folder has one); -> (model, train seconds)."""
     resumed = load_run_state(run_dir)
     start, seconds = 0, 0.0
@@ -147,6 +148,11 @@ def train(model: Transformer, train_ids: np.ndarray, eval_ids: np.ndarray | None
             loss = model.transfer_loss()
         else:
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+            if spec.distill_weight > 0 and teacher is not None:
+                with torch.no_grad():
+                    target = F.log_softmax(teacher(x)[0], dim=-1)
+                kl = F.kl_div(F.log_softmax(logits, dim=-1), target, log_target=True, reduction="none").sum(-1).mean()
+                loss = (1 - spec.distill_weight) * loss + spec.distill_weight * kl
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
