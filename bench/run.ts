@@ -63,9 +63,22 @@ const http1 = await httpStream(prompt, N)
 const httpTps = (N - 1) / ((http1.ms - http1.firstMs) / 1000)
 
 // 2. 32 concurrent HTTP streams.
+async function decodeStats (): Promise<{ steps: number, seconds: number, rows: number }> {
+  const text = await (await fetch(`${srv.url}/metrics`)).text()
+  const get = (re: RegExp): number => Number(text.match(re)?.[1] ?? 0)
+  return {
+    steps: get(new RegExp(`t2r_ort_step_duration_seconds_count\\{model="${t2r.name}",kind="decode"\\} (\\S+)`)),
+    seconds: get(new RegExp(`t2r_ort_step_duration_seconds_sum\\{model="${t2r.name}",kind="decode"\\} (\\S+)`)),
+    rows: get(new RegExp(`t2r_decode_batch_size_sum\\{model="${t2r.name}"\\} (\\S+)`))
+  }
+}
+const before = await decodeStats()
 const t0 = performance.now()
 const many = await Promise.all(Array.from({ length: 32 }, async (_, i) => await httpStream(`${prompt} ${i}`, N)))
-const aggregateTps = many.reduce((a, r) => a + r.tokens, 0) / ((performance.now() - t0) / 1000)
+const wallS = (performance.now() - t0) / 1000
+const aggregateTps = many.reduce((a, r) => a + r.tokens, 0) / wallS
+const after = await decodeStats()
+const decode32 = { steps: after.steps - before.steps, ortSeconds: after.seconds - before.seconds, meanBatch: (after.rows - before.rows) / (after.steps - before.steps), wallSeconds: wallS }
 
 // 3. Per-token latency at positions 64 and 2,048 (greedy decode of 64 tokens after a prefill).
 const ids = await t2r.tokenizer.encode(corpus)
@@ -93,7 +106,7 @@ const results = {
   machine: `${(await import('node:os')).cpus()[0].model}, ${(await import('node:os')).availableParallelism()} cores`,
   tokens_per_stream: N,
   single_stream: { engine_tokens_per_s: engineTps, http_sse_tokens_per_s: httpTps, http_over_engine: httpTps / engineTps },
-  concurrency_32: { aggregate_tokens_per_s: aggregateTps, over_single_http: aggregateTps / httpTps },
+  concurrency_32: { aggregate_tokens_per_s: aggregateTps, over_single_http: aggregateTps / httpTps, decode: decode32 },
   per_token_latency_ms: latency,
   t2r_latency_2048_over_64: latency[t2r.name][2048] / latency[t2r.name][64],
   softmax_latency_2048_over_64: latency[softmax.name][2048] / latency[softmax.name][64],
@@ -106,6 +119,7 @@ console.log(`| figure | value |
 | single stream, engine (tokens/s) | ${f(engineTps)} |
 | single stream, HTTP SSE (tokens/s) | ${f(httpTps)} (${f(100 * httpTps / engineTps)}% of engine) |
 | 32 concurrent HTTP streams, aggregate (tokens/s) | ${f(aggregateTps)} (${f(aggregateTps / httpTps, 2)}× single) |
+| … their decode steps: count, mean rows, ORT time / wall time | ${decode32.steps}, ${f(decode32.meanBatch)}, ${f(decode32.ortSeconds, 2)} s / ${f(decode32.wallSeconds, 2)} s |
 | ${t2r.name} ms/token at 64 → 2,048 | ${f(latency[t2r.name][64], 2)} → ${f(latency[t2r.name][2048], 2)} (${f(100 * (results.t2r_latency_2048_over_64 - 1))}%) |
 | ${softmax.name} ms/token at 64 → 2,048 | ${f(latency[softmax.name][64], 2)} → ${f(latency[softmax.name][2048], 2)} (${f(100 * (results.softmax_latency_2048_over_64 - 1))}%) |
 | ${t2r.name} state bytes at 64 / 4,096 tokens | ${stateBytes[t2r.name][64]} / ${stateBytes[t2r.name][4096]} |

@@ -116,15 +116,33 @@ export function argmax (values: ArrayLike<number>): number {
   return best
 }
 
-/** Samples from `logits` (modified in place by the penalties). */
-export function sampleToken (logits: Float32Array, p: SamplingParams, history: TokenHistory, rng: Rng): SampledToken {
-  const raw = logSoftmax(logits)
-  applyPenalties(logits, p, history)
+export function logSumExp (logits: Float32Array): number {
+  let max = -Infinity
+  for (let i = 0; i < logits.length; i++) if (logits[i] > max) max = logits[i]
+  let sum = 0
+  for (let i = 0; i < logits.length; i++) sum += Math.exp(logits[i] - max)
+  return max + Math.log(sum)
+}
+
+function penalised (p: SamplingParams): boolean {
+  return p.repetitionPenalty !== 1 || p.frequencyPenalty !== 0 || p.presencePenalty !== 0
+}
+
+/**
+ * Samples from one row of logits. Log-probabilities are under the model's own distribution;
+ * `lse` (the row's log-sum-exp) comes from the graph when it exports one, which saves an
+ * exp over the whole vocabulary per token here.
+ */
+export function sampleToken (logits: Float32Array, p: SamplingParams, history: TokenHistory, rng: Rng, lse?: number): SampledToken {
+  const logZ = lse ?? logSumExp(logits)
+  const top = p.topLogprobs > 0 ? topN(logits, p.topLogprobs).map((t) => ({ id: t, logprob: logits[t] - logZ })) : []
+  const scores = penalised(p) ? logits.slice() : logits
+  applyPenalties(scores, p, history)
   let id: number
   if (p.temperature === 0) {
-    id = argmax(logits)
+    id = argmax(scores)
   } else {
-    const pool = candidates(logits, p)
+    const pool = candidates(scores, p)
     let u = rng.next()
     id = pool[pool.length - 1].id
     for (const c of pool) {
@@ -132,6 +150,5 @@ export function sampleToken (logits: Float32Array, p: SamplingParams, history: T
       if (u < 0) { id = c.id; break }
     }
   }
-  const top = p.topLogprobs > 0 ? topN(raw, p.topLogprobs).map((t) => ({ id: t, logprob: raw[t] })) : []
-  return { id, logprob: raw[id], top }
+  return { id, logprob: logits[id] - logZ, top }
 }

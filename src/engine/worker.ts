@@ -123,9 +123,9 @@ function finish (seq: Sequence, reason: FinishReason, stopSequence: string | nul
 }
 
 /** Samples the next token of `seq` from its logits row and reports it; finishes if it is done. */
-function advance (seq: Sequence, logits: Float32Array, events: SeqEvent[]): void {
+function advance (seq: Sequence, logits: Float32Array, lse: number | undefined, events: SeqEvent[]): void {
   if (seq.req.maxNewTokens === 0) { finish(seq, 'length', null, events); return }
-  const t = sampleToken(logits, seq.req.params, seq.history, seq.rng)
+  const t = sampleToken(logits, seq.req.params, seq.history, seq.rng, lse)
   seq.history.addOutput(t.id)
   seq.generated.push(t.id)
   seq.next = t.id
@@ -151,6 +151,12 @@ function feeds (inputIds: number[][], positions: number[], state: Float32Array[]
   return out
 }
 
+/** The row's log-sum-exp when the graph exports one (an optional `logsumexp` output). */
+function lseOf (out: ort.InferenceSession.OnnxValueMapType, row: number): number | undefined {
+  const t = out.logsumexp as ort.Tensor | undefined
+  return t === undefined ? undefined : (t.data as Float32Array)[row]
+}
+
 async function prefill (seq: Sequence, n: number, events: SeqEvent[]): Promise<void> {
   const chunk = seq.feed.slice(seq.fed, seq.fed + n)
   const out = await session.run(feeds([chunk], [seq.position], seq.state!))
@@ -158,7 +164,7 @@ async function prefill (seq: Sequence, n: number, events: SeqEvent[]): Promise<v
   seq.fed += n
   seq.position += n
   seq.prefillRemaining -= n
-  if (seq.prefillRemaining === 0) advance(seq, (out.logits.data as Float32Array).slice(0, vocab), events)
+  if (seq.prefillRemaining === 0) advance(seq, (out.logits.data as Float32Array).slice(0, vocab), lseOf(out, 0), events)
 }
 
 async function decode (seqs: Sequence[], events: SeqEvent[]): Promise<void> {
@@ -167,7 +173,7 @@ async function decode (seqs: Sequence[], events: SeqEvent[]): Promise<void> {
     const out = await session.run(feeds([[seq.next!]], [seq.position], seq.state!))
     seq.state = specs.map((s) => out[s.output].data as Float32Array)
     seq.position += 1
-    advance(seq, (out.logits.data as Float32Array).slice(0, vocab), events)
+    advance(seq, (out.logits.data as Float32Array).slice(0, vocab), lseOf(out, 0), events)
     return
   }
   if (batch === null || batch.members.length !== seqs.length || batch.members.some((s, i) => s !== seqs[i])) {
@@ -181,7 +187,7 @@ async function decode (seqs: Sequence[], events: SeqEvent[]): Promise<void> {
   const logits = out.logits.data as Float32Array
   seqs.forEach((seq, r) => {
     seq.position += 1
-    advance(seq, logits.slice(r * vocab, (r + 1) * vocab), events)
+    advance(seq, logits.subarray(r * vocab, (r + 1) * vocab), lseOf(out, r), events)
   })
 }
 

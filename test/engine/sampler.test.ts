@@ -1,6 +1,6 @@
 import t from 'tap'
 import { Rng } from '../../src/engine/rng.ts'
-import { candidates, GREEDY, sampleToken, TokenHistory, type SamplingParams } from '../../src/engine/sampler.ts'
+import { applyPenalties, candidates, GREEDY, sampleToken, TokenHistory, type SamplingParams } from '../../src/engine/sampler.ts'
 
 const logits = (): Float32Array => Float32Array.from([1, 3, 2, 0.5, -1, 2.9])
 const params = (p: Partial<SamplingParams>): SamplingParams => ({ ...GREEDY, temperature: 1, ...p })
@@ -50,8 +50,18 @@ t.test('repetition, frequency and presence penalties push seen tokens down', asy
   const h = new TokenHistory()
   h.addOutput(5)
   h.addOutput(5)
-  sampleToken(l, params({ temperature: 0, frequencyPenalty: 0.5, presencePenalty: 0.25 }), h, new Rng(1))
+  applyPenalties(l, params({ frequencyPenalty: 0.5, presencePenalty: 0.25 }), h)
   t.ok(Math.abs(l[5] - (2.9 - 2 * 0.5 - 0.25)) < 1e-6)
+  t.equal(sampleToken(logits(), params({ temperature: 0, frequencyPenalty: 0.5, presencePenalty: 0.25 }), history, new Rng(1)).id, 5)
+})
+
+t.test('a log-sum-exp from the graph gives the same log-probabilities', async (t) => {
+  const l = logits()
+  const lse = Math.log(l.reduce((a, x) => a + Math.exp(x), 0))
+  const a = sampleToken(logits(), params({ temperature: 0, topLogprobs: 2 }), new TokenHistory(), new Rng(1))
+  const b = sampleToken(logits(), params({ temperature: 0, topLogprobs: 2 }), new TokenHistory(), new Rng(1), lse)
+  t.ok(Math.abs(a.logprob - b.logprob) < 1e-6)
+  t.same(a.top.map((x) => x.id), b.top.map((x) => x.id))
 })
 
 t.test('top logprobs list the n most likely under the model', async (t) => {

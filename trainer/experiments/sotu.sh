@@ -18,13 +18,9 @@ convert() { # run name, flags...: skipped when the run has finished
   [ -f "runs/$name/final.safetensors" ] && return 0
   $T2R convert $COMMON --teacher models/sotu-base --run "runs/$name" --warmup 50 "$@" > "runs/$name.log" 2> "runs/$name.err"
 }
-# T2R candidates for the shipped model (100 attention-transfer steps + 500 finetuning steps = $FT):
-# feature size 64, plain LM loss; and the same with half the loss as KL to the teacher, lr 1.5e-3.
-# The better one on the test split is copied to models/sotu-t2r (see RESULTS.md).
-convert t2r-k64-transfer --attention t2r --feature-dim 64 --transfer-steps 100 --steps 500 --lr 1e-3 \
-  --eval-at 0.04,0.4,1 --out runs/out/t2r-k64-transfer/sotu-t2r --name sotu-t2r
-convert t2r-k64-transfer-distill --attention t2r --feature-dim 64 --transfer-steps 100 --steps 500 --lr 1.5e-3 \
-  --distill-weight 0.5 --eval-at 0.04,0.4,1 --out runs/out/t2r-k64-transfer-distill/sotu-t2r --name sotu-t2r
+# The shipped model: feature size 64, 100 attention-transfer steps + 500 finetuning steps (= $FT).
+[ -d models/sotu-t2r ] || convert t2r-k64-transfer --attention t2r --feature-dim 64 --transfer-steps 100 --steps 500 \
+  --lr 1e-3 --eval-at 0.04,0.4,1 --out models/sotu-t2r --name sotu-t2r
 # Baselines, same budget, the paper's plain recipe: ELU+1 swapped in, T2R from random init, T2R k=32.
 convert elu-swap --attention elu --steps $FT --lr 1e-3 --eval-at 0.2,0.5,1
 convert t2r-scratch --attention t2r --init scratch --feature-dim 32 --steps $FT --lr 1e-3 --eval-at 0.2,0.5,1

@@ -234,7 +234,7 @@ def cmd_convert(args) -> None:
                     "tokens": (args.steps + args.transfer_steps) * args.batch * args.seq, "seconds": round(seconds, 1),
                     "batch": args.batch, "seq": args.seq, "lr": args.lr, "corpus": f"sotu:{args.train_split}",
                     "seed": args.seed,
-                    "fraction_of_pretraining_steps": round(args.steps / pre["steps"], 4) if pre.get("steps") else None}
+                    "fraction_of_pretraining_steps": round((args.steps + args.transfer_steps) / pre["steps"], 4) if pre.get("steps") else None}
         extra = {"teacher": teacher_manifest.get("name", os.path.basename(args.teacher)),
                  "metrics": {"teacher_test_perplexity": round(teacher_ppl, 4)}}
         _package(model, args, meta, test_ids, os.path.join(args.teacher, "tokenizer.json"), training, extra)

@@ -25,7 +25,10 @@ class StepGraph(nn.Module):
     def forward(self, input_ids, position_offset, state_a, state_b):
         caches = [(state_a[i], state_b[i]) for i in range(self.model.cfg.layers)]
         logits, new = self.model(input_ids, position_offset, caches, last_only=True)
-        return logits[:, -1, :], torch.stack([c[0] for c in new]), torch.stack([c[1] for c in new])
+        last = logits[:, -1, :]
+        # logsumexp: an extra output beside the contract's, so the server gets log-probabilities
+        # without an exp over the vocabulary per token in JavaScript.
+        return last, torch.stack([c[0] for c in new]), torch.stack([c[1] for c in new]), torch.logsumexp(last, dim=-1)
 
 
 def empty_state(model: Transformer, batch: int, past: int = 0):
@@ -63,7 +66,8 @@ def export_onnx(model: Transformer, path: str) -> None:
         a, b = empty_state(model, 1)
         names = ["state_kv", "state_k"], ["state_kv_out", "state_k_out"]
         state_axes = {0: {1: "batch"}, 1: {1: "batch"}}
-    dynamic = {"input_ids": {0: "batch", 1: "seq"}, "position_offset": {0: "batch"}, "logits": {0: "batch"}}
+    dynamic = {"input_ids": {0: "batch", 1: "seq"}, "position_offset": {0: "batch"}, "logits": {0: "batch"},
+               "logsumexp": {0: "batch"}}
     for n in names[0]:
         dynamic[n] = state_axes[0]
     for n in names[1]:
@@ -71,7 +75,7 @@ def export_onnx(model: Transformer, path: str) -> None:
     with torch.no_grad():
         torch.onnx.export(StepGraph(model), (ids, offset, a, b), path, opset_version=OPSET,
                           input_names=["input_ids", "position_offset", *names[0]],
-                          output_names=["logits", *names[1]], dynamic_axes=dynamic, do_constant_folding=True)
+                          output_names=["logits", *names[1], "logsumexp"], dynamic_axes=dynamic, do_constant_folding=True)
 
 
 def _b64(a: np.ndarray) -> str:
