@@ -9,7 +9,7 @@ import { postJson, readSse, startServer, type TestServer } from '../helpers/serv
 
 interface ErrorBody { error: { message: string, type: string, param: string | null, code: number } }
 
-const small = { batch_size: 2, sequence_length: 16, steps: 4, feature_dim: 8, eval_windows: 2 }
+const small = { batch_size: 2, sequence_length: 16, steps: 4, transfer_steps: 0, feature_dim: 8, eval_windows: 2 }
 
 async function submit (srv: TestServer, body: Record<string, unknown>): Promise<{ status: number, body: any }> { // eslint-disable-line @typescript-eslint/no-explicit-any -- job or error body
   const res = await postJson(`${srv.url}/v1/conversions`, body)

@@ -18,7 +18,7 @@ t.test('DELETE stops a running conversion and leaves nothing behind', async (t) 
   t.teardown(async () => { await srv.close() })
 
   const res = await postJson(`${srv.url}/v1/conversions`, {
-    source_model: 'tiny-base', name: 'tiny-long', steps: 100000, batch_size: 2, sequence_length: 16, feature_dim: 8, eval_windows: 2
+    source_model: 'tiny-base', name: 'tiny-long', steps: 100000, transfer_steps: 0, batch_size: 2, sequence_length: 16, feature_dim: 8, eval_windows: 2
   })
   t.equal(res.status, 202)
   const { id } = await res.json() as JobView
@@ -36,7 +36,7 @@ t.test('DELETE stops a running conversion and leaves nothing behind', async (t) 
 
   // A second job waits behind the running one; cancelling it while queued leaves nothing either.
   const queued = await postJson(`${srv.url}/v1/conversions`, {
-    source_model: 'tiny-base', name: 'tiny-queued', steps: 4, batch_size: 2, sequence_length: 16, feature_dim: 8, eval_windows: 2
+    source_model: 'tiny-base', name: 'tiny-queued', steps: 4, transfer_steps: 0, batch_size: 2, sequence_length: 16, feature_dim: 8, eval_windows: 2
   })
   t.equal(queued.status, 202)
   const second = await queued.json() as JobView

@@ -12,7 +12,7 @@ t.test('a conversion job runs to a served, generating t2r model', async (t) => {
   t.teardown(async () => { await srv.close() })
 
   const res = await postJson(`${srv.url}/v1/conversions`, {
-    source_model: 'tiny-base', name: 'tiny-conv', steps: 4, batch_size: 2, sequence_length: 16, eval_windows: 2, feature_dim: 8
+    source_model: 'tiny-base', name: 'tiny-conv', steps: 4, transfer_steps: 2, batch_size: 2, sequence_length: 16, eval_windows: 2, feature_dim: 8
   })
   t.equal(res.status, 202, 'accepted')
   const job = await res.json() as { id: string, object: string, status: string }
@@ -25,10 +25,11 @@ t.test('a conversion job runs to a served, generating t2r model', async (t) => {
   const steps = progress.filter((p) => p.event === 'step')
   t.ok(steps.length > 0, 'progress events report training steps')
   for (const s of steps) {
-    t.ok(Number.isInteger(s.step) && s.step >= 1 && s.step <= 4, 'step is within the job')
+    t.ok(Number.isInteger(s.step) && s.step >= 1 && s.step <= 6, 'step is within the job (2 transfer + 4 finetuning)')
     t.ok(Number.isFinite(s.loss), 'with a finite loss')
   }
-  t.equal(steps.at(-1).step, 4, 'the last step is the last one')
+  t.equal(steps.at(-1).step, 6, 'the last step is the last one')
+  t.ok(steps.some((s) => s.phase === 'transfer') && steps.some((s) => s.phase === 'finetune'), 'attention transfer, then finetuning')
   const last = events.at(-1)!
   t.equal(last.event, 'status', 'the stream ends with a status event')
   t.equal(last.data.status, 'succeeded', 'the job succeeded')

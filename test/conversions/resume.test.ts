@@ -49,7 +49,7 @@ t.test('a job interrupted by shutdown resumes from its checkpoint after a restar
   let firstClosed = false
   t.teardown(async () => { if (!firstClosed) await first.close() })
   const res = await postJson(`${first.url}/v1/conversions`, {
-    source_model: 'tiny-base', name: 'tiny-resumed', steps: 60, batch_size: 2, sequence_length: 16, feature_dim: 8, eval_windows: 200
+    source_model: 'tiny-base', name: 'tiny-resumed', steps: 60, transfer_steps: 0, batch_size: 2, sequence_length: 16, feature_dim: 8, eval_windows: 200
   })
   t.equal(res.status, 202)
   const { id } = await res.json() as { id: string }
