@@ -1,7 +1,7 @@
 // Request schemas for generation parameters (TypeBox → JSON Schema for Fastify's validation) and
 // their translation into the engine's sampling parameters.
 import { Type, type Static } from '@sinclair/typebox'
-import { GREEDY, type SamplingParams } from '../engine/sampler.ts'
+import type { SamplingParams } from '../engine/sampler.ts'
 import { unprocessable } from '../errors.ts'
 
 export const MAX_NEW_TOKENS = 4096
@@ -43,22 +43,35 @@ export interface Resolved {
   ignoreEos: boolean
 }
 
+/** The sampling fields TGI and OpenAI requests share, by their wire names. */
+interface WireSampling {
+  top_k?: number | null
+  top_p?: number | null
+  typical_p?: number | null
+  repetition_penalty?: number | null
+  frequency_penalty?: number | null
+  presence_penalty?: number | null
+}
+
+function sampling (p: WireSampling, temperature: number, topLogprobs: number): SamplingParams {
+  return {
+    temperature,
+    topK: p.top_k == null || p.top_k < 0 ? 0 : p.top_k,
+    topP: p.top_p ?? 1,
+    typicalP: p.typical_p ?? 1,
+    repetitionPenalty: p.repetition_penalty ?? 1,
+    frequencyPenalty: p.frequency_penalty ?? 0,
+    presencePenalty: p.presence_penalty ?? 0,
+    topLogprobs
+  }
+}
+
 export function fromTgi (p: TgiParametersT, defaultMaxNewTokens: number): Resolved {
   const warpers = (p.temperature != null && p.temperature !== 1) || p.top_k != null || p.top_p != null || p.typical_p != null
   const sample = p.do_sample === true || warpers // TGI: any warper turns sampling on
   return {
     maxNewTokens: p.max_new_tokens ?? defaultMaxNewTokens,
-    params: {
-      ...GREEDY,
-      temperature: sample ? (p.temperature ?? 1) : 0,
-      topK: p.top_k ?? 0,
-      topP: p.top_p ?? 1,
-      typicalP: p.typical_p ?? 1,
-      repetitionPenalty: p.repetition_penalty ?? 1,
-      frequencyPenalty: p.frequency_penalty ?? 0,
-      presencePenalty: p.presence_penalty ?? 0,
-      topLogprobs: p.top_n_tokens ?? 0
-    },
+    params: sampling(p, sample ? (p.temperature ?? 1) : 0, p.top_n_tokens ?? 0),
     seed: p.seed ?? null,
     stop: p.stop ?? [],
     ignoreEos: p.ignore_eos ?? false
@@ -97,21 +110,11 @@ export interface OpenAiSamplingT {
 }
 
 export function fromOpenAi (p: OpenAiSamplingT, defaultMaxTokens = 16): Resolved {
-  const stop = p.stop == null ? [] : typeof p.stop === 'string' ? [p.stop] : p.stop
   return {
     maxNewTokens: p.max_tokens ?? defaultMaxTokens,
-    params: {
-      temperature: p.temperature ?? 1,
-      topK: p.top_k == null || p.top_k < 0 ? 0 : p.top_k,
-      topP: p.top_p ?? 1,
-      typicalP: p.typical_p ?? 1,
-      repetitionPenalty: p.repetition_penalty ?? 1,
-      frequencyPenalty: p.frequency_penalty ?? 0,
-      presencePenalty: p.presence_penalty ?? 0,
-      topLogprobs: p.logprobs ?? 0
-    },
+    params: sampling(p, p.temperature ?? 1, p.logprobs ?? 0),
     seed: p.seed ?? null,
-    stop,
+    stop: p.stop == null ? [] : typeof p.stop === 'string' ? [p.stop] : p.stop,
     ignoreEos: p.ignore_eos ?? false
   }
 }
