@@ -67,14 +67,19 @@ def main() -> None:
              "Budget = finetuning steps (plus attention-transfer steps where used) as a fraction of the teacher's "
              "pretraining steps, same batch and sequence length. Each method is one run with a cosine schedule over "
              "its full 50% budget, evaluated at 10%, 25% and 50% (intermediate points are mid-schedule).", "",
-             "| method | 10% | 25% | 50% | test ppl at 50% | seconds at 50% (fraction of pretraining time) |",
-             "| --- | --- | --- | --- | --- | --- |"]
+             "| method | 10% | 25% | 50% | test ppl at 50% | steps, tokens at 50% | seconds at 50% (fraction of pretraining time) |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     for m in out["methods"]:
         by = {round(p["fraction_of_pretraining_steps"], 2): p for p in m["points"]}
         cells = [f"{by[k]['ratio_to_teacher']:.3f}" if k in by else "not run" for k in (0.1, 0.25, 0.5)]
         last = by.get(0.5)
-        tail = f"{last['test_perplexity']:.2f} | {last['train_seconds']:.0f} s ({last['fraction_of_pretraining_seconds']:.2f})" if last else "not run | not run"
+        tail = (f"{last['test_perplexity']:.2f} | {last['budget_steps']} ({last['transfer_steps']} transfer), {last['tokens']:,} | "
+                f"{last['train_seconds']:.0f} s ({last['fraction_of_pretraining_seconds']:.2f})") if last else "not run | not run | not run"
         lines.append(f"| {m['method']} | {' | '.join(cells)} | {tail} |")
+    lines += ["", "Seconds are training time on this 2-core machine, which other work (tests, benchmarks) shared at "
+              "times: read them as upper bounds. Steps are the fair budget measure.",
+              "", "Teacher evaluated mid-pretraining: " + ", ".join(
+                  f"step {e['step']}: {e['perplexity']:.2f}" for e in read_jsonl(os.path.join(RUNS, "base", "evals.jsonl")))]
     sample = os.path.join(ROOT, "trainer", "results-sample.md")
     if os.path.exists(sample):
         with open(sample) as f:
