@@ -16,7 +16,6 @@ export interface Config {
   maxBatch: number
   prefillChunk: number
   maxInFlight: number
-  maxNewTokensLimit: number
   maxInputTokens: number
   bodyLimit: number
   sessionTtlSeconds: number
@@ -78,7 +77,6 @@ export function loadConfig (argv: string[] = [], env: NodeJS.ProcessEnv = proces
     maxBatch: int('max batch', get('max-batch'), 32, 1),
     prefillChunk: int('prefill chunk', get('prefill-chunk'), 128, 1),
     maxInFlight: int('max in flight', get('max-in-flight'), 128, 1),
-    maxNewTokensLimit: 4096,
     maxInputTokens: 16384,
     bodyLimit: 4 * 1024 * 1024,
     sessionTtlSeconds: int('session ttl', get('session-ttl'), 3600, 1),

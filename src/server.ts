@@ -59,7 +59,7 @@ export async function buildServer (config: Config): Promise<Server> {
         generation.draining = true
         // In-flight generations finish (bounded), then the engines stop; sessions are already on
         // disk (write-through), so nothing else needs flushing.
-        await Promise.all(registry.list().map(async (m) => { await (m.engine as { drained?: (ms: number) => Promise<void> }).drained?.(10_000) }))
+        await Promise.all(registry.list().map(async (m) => { await m.engine.drained(10_000) }))
         await conversions?.close()
         await app.close()
         await registry.close()

@@ -29,6 +29,8 @@ export interface Backend {
   readonly name: string
   readonly inFlight: number
   submit (req: GenerateRequest, sink: GenerationSink): GenerationHandle
+  /** Resolves when every in-flight generation has ended, or after `ms`. */
+  drained (ms: number): Promise<void>
   close (): Promise<void>
 }
 
@@ -124,7 +126,6 @@ export class OrtEngine extends EventEmitter implements Backend {
     await this.worker.terminate()
   }
 
-  /** Resolves when every in-flight generation has ended, or after `ms`. */
   async drained (ms: number): Promise<void> {
     const deadline = Date.now() + ms
     while (this.sinks.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10))

@@ -4,7 +4,7 @@
 // the batch axis while it decodes in a batch (restacked only when the batch's members change).
 import { parentPort, workerData } from 'node:worker_threads'
 import ort from 'onnxruntime-node'
-import { stateShape, type StateTensorSpec } from '../models/manifest.ts'
+import { stateElements, stateShape, type StateTensorSpec } from '../models/manifest.ts'
 import { StreamingDetokenizer } from './detokenizer.ts'
 import { createSession } from './ort-session.ts'
 import type { FinishReason, FromWorker, SeqEvent, ToWorker, WireRequest, WireResult, WorkerInit } from './protocol.ts'
@@ -26,7 +26,6 @@ function tokenBytes (id: number): Uint8Array {
 class Sequence implements Schedulable {
   prefillRemaining: number
   paused = false
-  cancelled = false
   state: Float32Array[] | null
   next: number | null = null
   readonly generated: number[] = []
@@ -41,7 +40,7 @@ class Sequence implements Schedulable {
   fed = 0
 
   constructor (readonly id: number, readonly req: WireRequest, public position: number) {
-    this.state = req.state ?? specs.map((s) => new Float32Array(stateSizeFor(s, position)))
+    this.state = req.state ?? specs.map((s) => new Float32Array(stateElements(s, position)))
     this.feed = req.maxNewTokens === 0 ? req.inputIds.slice(0, -1) : req.inputIds
     this.prefillRemaining = this.feed.length
     if (req.maxNewTokens === 0 && req.inputIds.length > 0) this.next = req.inputIds[req.inputIds.length - 1]
@@ -50,10 +49,6 @@ class Sequence implements Schedulable {
     this.detok = new StreamingDetokenizer(tokenBytes, req.stop)
     this.stopIds = new Set(req.stopTokenIds)
   }
-}
-
-function stateSizeFor (spec: StateTensorSpec, past: number): number {
-  return stateShape(spec, past).reduce((a, b) => a * b, 1)
 }
 
 function tensor (data: Float32Array, dims: number[]): ort.Tensor {
@@ -157,23 +152,24 @@ function lseOf (out: ort.InferenceSession.OnnxValueMapType, row: number): number
   return t === undefined ? undefined : (t.data as Float32Array)[row]
 }
 
+/** One sequence alone through the graph (a prefill chunk, or a softmax decode step); samples if asked. */
+async function runAlone (seq: Sequence, ids: number[], sample: boolean, events: SeqEvent[]): Promise<void> {
+  const out = await session.run(feeds([ids], [seq.position], seq.state!))
+  seq.state = specs.map((s) => out[s.output].data as Float32Array)
+  seq.position += ids.length
+  if (sample) advance(seq, (out.logits.data as Float32Array).subarray(0, vocab), lseOf(out, 0), events)
+}
+
 async function prefill (seq: Sequence, n: number, events: SeqEvent[]): Promise<void> {
   const chunk = seq.feed.slice(seq.fed, seq.fed + n)
-  const out = await session.run(feeds([chunk], [seq.position], seq.state!))
-  seq.state = specs.map((s) => out[s.output].data as Float32Array)
   seq.fed += n
-  seq.position += n
   seq.prefillRemaining -= n
-  if (seq.prefillRemaining === 0) advance(seq, (out.logits.data as Float32Array).slice(0, vocab), lseOf(out, 0), events)
+  await runAlone(seq, chunk, seq.prefillRemaining === 0, events)
 }
 
 async function decode (seqs: Sequence[], events: SeqEvent[]): Promise<void> {
   if (!recurrent) {
-    const seq = seqs[0]
-    const out = await session.run(feeds([[seq.next!]], [seq.position], seq.state!))
-    seq.state = specs.map((s) => out[s.output].data as Float32Array)
-    seq.position += 1
-    advance(seq, (out.logits.data as Float32Array).slice(0, vocab), lseOf(out, 0), events)
+    await runAlone(seqs[0], [seqs[0].next!], true, events)
     return
   }
   if (batch === null || batch.members.length !== seqs.length || batch.members.some((s, i) => s !== seqs[i])) {

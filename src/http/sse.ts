@@ -1,6 +1,7 @@
-// Server-sent events over the raw response, with backpressure: when the socket's buffer is full
-// the generation is paused until it drains, so a slow reader never makes the server buffer a whole
-// generation. A client that goes away cancels its generation.
+// Server-sent events over the raw response, for generation streams and job progress. With a
+// generation attached there is backpressure: when the socket's buffer is full the generation is
+// paused until it drains, so a slow reader never makes the server buffer a whole generation; a
+// client that goes away cancels it.
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { GenerationHandle } from '../engine/engine.ts'
 

@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import ort from 'onnxruntime-node'
-import { parseManifest, stateShape, type Manifest } from './manifest.ts'
+import { parseManifest, stateElements, stateShape, type Manifest } from './manifest.ts'
 
 export interface ParityReport {
   tokens: number
@@ -47,10 +47,7 @@ function feeds (manifest: Manifest, ids: number[], position: number, state: ort.
 }
 
 function zeroState (manifest: Manifest): ort.Tensor[] {
-  return manifest.state.map((s) => {
-    const shape = stateShape(s, 0)
-    return new ort.Tensor('float32', new Float32Array(shape.reduce((a, b) => a * b, 1)), shape)
-  })
+  return manifest.state.map((s) => new ort.Tensor('float32', new Float32Array(stateElements(s, 0)), stateShape(s, 0)))
 }
 
 export async function checkParity (dir: string): Promise<ParityReport> {

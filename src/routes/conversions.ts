@@ -4,6 +4,7 @@ import { Type, type Static } from '@sinclair/typebox'
 import type { FastifyInstance } from 'fastify'
 import type { Job } from '../conversions/job-store.ts'
 import { unavailable } from '../errors.ts'
+import { SseStream } from '../http/sse.ts'
 
 const Corpus = Type.Union([
   Type.Object({ type: Type.Literal('sotu') }, { additionalProperties: false }),
@@ -71,21 +72,18 @@ export default async function conversionRoutes (app: FastifyInstance): Promise<v
     const { id } = request.params as IdParamsT
     const s = service()
     const job = s.get(id)
-    reply.hijack()
-    const res = reply.raw
-    res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive' })
-    const send = (event: string, data: unknown): void => { res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`) }
-    send('status', jobView(job))
-    if (FINAL.has(job.status)) { res.end(); return }
+    const sse = new SseStream(request, reply)
+    sse.send(jobView(job), 'status')
+    if (FINAL.has(job.status)) { sse.end(); return }
     const listener = (e: { type: string, job?: Job }): void => {
       if (e.type === 'status' && e.job !== undefined) {
-        send('status', jobView(e.job))
-        if (FINAL.has(e.job.status)) { s.off(`job:${id}`, listener); res.end() }
+        sse.send(jobView(e.job), 'status')
+        if (FINAL.has(e.job.status)) { s.off(`job:${id}`, listener); sse.end() }
       } else {
-        send('progress', e)
+        sse.send(e, 'progress')
       }
     }
     s.on(`job:${id}`, listener)
-    res.on('close', () => { s.off(`job:${id}`, listener) })
+    sse.whenClosed(() => { s.off(`job:${id}`, listener) })
   })
 }

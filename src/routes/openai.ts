@@ -7,6 +7,7 @@ import type { FinishReason, TokenInfo } from '../engine/protocol.ts'
 import { unprocessable } from '../errors.ts'
 import { checkTopK, fromOpenAi, OpenAiSampling } from '../generation/params.ts'
 import type { GenerationService, GenerationSpec } from '../generation/service.ts'
+import { disconnectSignal } from '../http/disconnect.ts'
 import { SseStream } from '../http/sse.ts'
 import type { LoadedModel } from '../models/registry.ts'
 
@@ -54,9 +55,7 @@ export async function handleCompletion (generation: GenerationService, request: 
 
   if (body.stream !== true) {
     const tokens: TokenInfo[] = []
-    const abort = new AbortController()
-    reply.raw.on('close', () => { if (!reply.raw.writableFinished) abort.abort() })
-    const { result, started } = await generation.complete(spec, abort.signal, (t) => { tokens.push(t) })
+    const { result, started } = await generation.complete(spec, disconnectSignal(reply), (t) => { tokens.push(t) })
     return {
       id,
       object: 'text_completion',

@@ -3,8 +3,9 @@ import { Type, type Static } from '@sinclair/typebox'
 import type { FastifyInstance } from 'fastify'
 import type { GenerationResult, TokenInfo } from '../engine/engine.ts'
 import { unavailable } from '../errors.ts'
-import { checkTopK, fromTgi, TgiParameters } from '../generation/params.ts'
+import { checkTopK, fromTgi, MAX_NEW_TOKENS, TgiParameters } from '../generation/params.ts'
 import type { GenerationSpec } from '../generation/service.ts'
+import { disconnectSignal } from '../http/disconnect.ts'
 import { SseStream } from '../http/sse.ts'
 import type { LoadedModel } from '../models/registry.ts'
 
@@ -52,9 +53,7 @@ export default async function tgiRoutes (app: FastifyInstance): Promise<void> {
     const body = request.body as GenerateBodyT
     const s = spec(body)
     const tokens: TokenInfo[] = []
-    const abort = new AbortController()
-    reply.raw.on('close', () => { if (!reply.raw.writableFinished) abort.abort() })
-    const { result, started } = await generation.complete(s, abort.signal, (t) => { tokens.push(t) })
+    const { result, started } = await generation.complete(s, disconnectSignal(reply), (t) => { tokens.push(t) })
     const text = (body.parameters?.return_full_text === true ? body.inputs : '') + result.text
     return {
       generated_text: text,
@@ -121,7 +120,7 @@ export default async function tgiRoutes (app: FastifyInstance): Promise<void> {
       max_best_of: 1,
       max_stop_sequences: 8,
       max_input_tokens: config.maxInputTokens,
-      max_total_tokens: m.manifest.architecture === 'softmax' ? config.maxInputTokens + config.maxNewTokensLimit : null,
+      max_total_tokens: m.manifest.architecture === 'softmax' ? config.maxInputTokens + MAX_NEW_TOKENS : null,
       max_batch_size: config.maxBatch,
       version: VERSION,
       router: 't2r-serve',
