@@ -1,7 +1,9 @@
-// Registers the three tiers: external plugins, the app's own services, then routes.
+// Registers the three tiers: external plugins, the app's own services, then routes. Routes get
+// their types from their TypeBox schemas (the type provider); every error goes through one mapping
+// (src/http/errors.ts).
 import websocket from '@fastify/websocket'
 import type { FastifyInstance } from 'fastify'
-import { sendError } from './errors.ts'
+import { sendError } from './http/errors.ts'
 import context, { type AppServices } from './plugins/context.ts'
 import conversionRoutes from './routes/conversions.ts'
 import openAiRoutes from './routes/openai.ts'

@@ -2,13 +2,14 @@
 // `Backend` shape), implemented by a worker thread running ONNX Runtime.
 import { EventEmitter } from 'node:events'
 import { Worker } from 'node:worker_threads'
+import { UnavailableError } from '../errors.ts'
 import type { Manifest } from '../models/manifest.ts'
 import type { TextTokenizer } from '../tokenizer/tokenizer.ts'
-import type { FromWorker, RuntimeOptions, SeqEvent, TokenInfo, ToWorker, WireRequest, WireResult } from './protocol.ts'
+import type { FinishReason, FromWorker, RuntimeOptions, SeqEvent, TokenInfo, ToWorker, WireRequest, WireResult } from './protocol.ts'
 
 export type GenerateRequest = Omit<WireRequest, 'submittedAt'>
 export type GenerationResult = WireResult
-export type { TokenInfo }
+export type { FinishReason, TokenInfo }
 
 /** Receives one generation's output: the transformers.js streamer shape (put / end). */
 export interface GenerationSink {
@@ -34,16 +35,12 @@ export interface Backend {
   close (): Promise<void>
 }
 
-export class QueueFullError extends Error {}
-
 export interface EngineOptions {
   name: string
   modelPath: string
   manifest: Manifest
   tokenizer: TextTokenizer
   runtime: RuntimeOptions
-  /** Sequences allowed in flight (running or waiting) before submit refuses with QueueFullError. */
-  maxInFlight: number
 }
 
 function packTokenBytes (tokenizer: TextTokenizer): { bytes: Uint8Array, offsets: Uint32Array } {
@@ -65,13 +62,11 @@ export class OrtEngine extends EventEmitter implements Backend {
   private readonly sinks = new Map<number, GenerationSink>()
   private nextId = 1
   private closed = false
-  private readonly maxInFlight: number
 
   private constructor (options: EngineOptions, worker: Worker) {
     super()
     this.name = options.name
     this.worker = worker
-    this.maxInFlight = options.maxInFlight
     worker.on('message', (msg: FromWorker) => { this.onMessage(msg) })
     worker.on('error', (err) => { this.failAll(err) })
     worker.on('exit', (code) => {
@@ -103,8 +98,7 @@ export class OrtEngine extends EventEmitter implements Backend {
   get inFlight (): number { return this.sinks.size }
 
   submit (req: GenerateRequest, sink: GenerationSink): GenerationHandle {
-    if (this.closed) throw new Error(`engine for ${this.name} is closed`)
-    if (this.sinks.size >= this.maxInFlight) throw new QueueFullError(`${this.sinks.size} generations in flight (limit ${this.maxInFlight})`)
+    if (this.closed) throw new UnavailableError(`engine for ${this.name} is closed`)
     const id = this.nextId++
     this.sinks.set(id, sink)
     const wire: WireRequest = { ...req, submittedAt: Date.now() }
@@ -127,8 +121,12 @@ export class OrtEngine extends EventEmitter implements Backend {
   }
 
   async drained (ms: number): Promise<void> {
-    const deadline = Date.now() + ms
-    while (this.sinks.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10))
+    if (this.sinks.size === 0) return
+    await new Promise<void>((resolve) => {
+      const done = (): void => { clearTimeout(timer); this.off('drained', done); resolve() }
+      const timer = setTimeout(done, ms)
+      this.on('drained', done)
+    })
   }
 
   private send (msg: ToWorker, transfer: ArrayBuffer[] = []): void {
@@ -145,6 +143,11 @@ export class OrtEngine extends EventEmitter implements Backend {
   }
 
   private dispatch (events: SeqEvent[]): void {
+    this.deliver(events)
+    if (this.sinks.size === 0) this.emit('drained')
+  }
+
+  private deliver (events: SeqEvent[]): void {
     for (const e of events) {
       const sink = this.sinks.get(e.id)
       if (sink === undefined) continue
@@ -169,5 +172,6 @@ export class OrtEngine extends EventEmitter implements Backend {
       this.sinks.delete(id)
       sink.error(err)
     }
+    this.emit('drained')
   }
 }

@@ -43,7 +43,6 @@ export interface TokenInfo {
 
 export interface WireResult {
   finishReason: FinishReason
-  stopSequence: string | null
   tokens: number[]
   text: string
   /** Tokens in the state after this generation. */

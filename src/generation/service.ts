@@ -1,24 +1,18 @@
-// Starting a generation: tokenize, join a session's state, submit to the model's engine, and keep
-// the metrics and the session store up to date as it runs. Every route goes through here.
+// Starting a generation: admit it, tokenize, join a session's state, submit to the model's engine,
+// and keep the metrics and the session store up to date as it runs. Every route goes through here
+// with a GenerationSpec from the validation stage (validate.ts).
+//
+// Order matters for fairness under load: admission (a slot per model, counted before any work) comes
+// before tokenization, so a full server refuses in microseconds instead of tokenizing a megabyte
+// first; a client that goes away at any point (even while its prompt is tokenized) cancels.
 import type { Config } from '../config.ts'
-import { QueueFullError, type GenerationHandle, type GenerationResult, type GenerationSink } from '../engine/engine.ts'
-import type { SamplingParams } from '../engine/sampler.ts'
 import { randomSeed } from '../engine/rng.ts'
-import { conflict, notFound, overloaded, unavailable, unprocessable } from '../errors.ts'
+import { InvalidError, NotFoundError, OverloadedError, UnavailableError, unprocessable } from '../errors.ts'
 import type { Metrics } from '../metrics.ts'
 import type { LoadedModel, ModelRegistry } from '../models/registry.ts'
-import { SessionBusyError, SessionNotFoundError, type SessionStore } from '../sessions/store.ts'
-
-export interface GenerationSpec {
-  model: LoadedModel
-  prompt: string | number[]
-  sessionId: string | null
-  maxNewTokens: number
-  params: SamplingParams
-  seed: number | null
-  stop: string[]
-  ignoreEos: boolean
-}
+import type { SessionStore } from '../sessions/store.ts'
+import type { GenerationHandle, GenerationResult, GenerationSink, GenerationSpec } from './spec.ts'
+import { prefillSpec } from './validate.ts'
 
 export interface StartedGeneration {
   handle: GenerationHandle
@@ -27,8 +21,12 @@ export interface StartedGeneration {
   seed: number
 }
 
+export class CancelledError extends Error {}
+
 export class GenerationService {
   draining = false
+  /** Admitted generations per model that are not yet submitted to the engine (tokenizing). */
+  private readonly admitting = new Map<string, number>()
 
   constructor (
     readonly registry: ModelRegistry,
@@ -37,58 +35,124 @@ export class GenerationService {
     private readonly config: Config
   ) {}
 
-  /** The model a request names (or the default), with 503 while loading and 404 when unknown. */
+  /** Why the server cannot serve generations now, or null when it can: /health, /ready and every route. */
+  unavailability ({ requireModel = true } = {}): UnavailableError | null {
+    if (this.draining) return new UnavailableError('server is shutting down')
+    if (!this.registry.ready) return new UnavailableError('models are loading')
+    if (requireModel && this.registry.list().length === 0) return new UnavailableError('no model could be loaded')
+    return null
+  }
+
+  /** The model a request names (or the default): 503 while loading or draining, 404 when unknown. */
   resolveModel (name: string | undefined, param = 'model'): LoadedModel {
-    if (this.draining) throw unavailable('server is shutting down')
-    if (!this.registry.ready && (name === undefined || !this.registry.has(name))) throw unavailable('models are loading')
+    const down = this.unavailability({ requireModel: false })
+    // A model that is already loaded serves while others are still loading.
+    if (down !== null && (this.draining || name === undefined || !this.registry.has(name))) throw down
     const model = name === undefined ? this.registry.defaultModel() : this.registry.get(name)
-    if (model === undefined) throw notFound(name === undefined ? 'no model is loaded' : `model ${name} not found`, param)
+    if (model === undefined) throw new NotFoundError(name === undefined ? 'no model is loaded' : `model ${name} not found`, param)
     return model
   }
 
-  async start (spec: GenerationSpec, sink: GenerationSink): Promise<StartedGeneration> {
-    if (this.draining) throw unavailable('server is shutting down')
+  /**
+   * Admits, prepares and submits a generation. Throws (before anything is streamed) when it cannot
+   * start; afterwards everything arrives through `sink`. Aborting `signal` cancels it at any point.
+   */
+  async start (spec: GenerationSpec, sink: GenerationSink, signal: AbortSignal): Promise<StartedGeneration> {
     const { model } = spec
-    const promptIds = typeof spec.prompt === 'string' ? await model.tokenizer.encode(spec.prompt) : spec.prompt
-    if (promptIds.some((t) => !Number.isInteger(t) || t < 0 || t >= model.manifest.vocab_size)) {
+    const release = this.admit(model)
+    let sessionId: string | null = null
+    try {
+      const promptIds = await this.tokenize(spec)
+      if (signal.aborted) throw new CancelledError('client went away before the generation started')
+      let position = 0
+      let state: Float32Array[] | null = null
+      let inputIds = promptIds
+      if (spec.sessionId !== null) {
+        const info = this.sessions.info(spec.sessionId)
+        if (info.model !== model.name) throw new InvalidError(`session ${spec.sessionId} belongs to model ${info.model}`, 'model')
+        const current = await this.sessions.acquire(spec.sessionId)
+        sessionId = spec.sessionId
+        position = current.position
+        // The worker takes ownership of what it is sent; the store keeps its own copy until the end.
+        state = current.tensors?.map((t) => t.slice()) ?? null
+        inputIds = [...current.pending, ...promptIds]
+      }
+      if (inputIds.length === 0 && position === 0) inputIds = [model.manifest.eos_token_id] // document start
+      if (inputIds.length === 0) throw new InvalidError('prompt is empty and the session has nothing pending to continue from', 'prompt')
+      if (signal.aborted) throw new CancelledError('client went away before the generation started')
+      const seed = spec.seed ?? randomSeed()
+      const handle = model.engine.submit({
+        inputIds,
+        position,
+        state,
+        params: spec.params,
+        seed,
+        maxNewTokens: spec.maxNewTokens,
+        stop: spec.stop,
+        stopTokenIds: spec.ignoreEos ? [] : [model.manifest.eos_token_id]
+      }, this.tracked(model, sessionId, inputIds.length, sink))
+      this.metrics.activeSequences.inc({ model: model.name })
+      release()
+      if (signal.aborted) handle.cancel()
+      else signal.addEventListener('abort', () => { handle.cancel() }, { once: true })
+      return { handle, promptTokens: inputIds.length, inputIds, seed }
+    } catch (err) {
+      release()
+      if (sessionId !== null) await this.sessions.release(sessionId)
+      throw err
+    }
+  }
+
+  /** Resolves with the whole result: for non-streaming routes. Cancels if `signal` aborts. */
+  async complete (spec: GenerationSpec, signal: AbortSignal, onToken?: GenerationSink['token']): Promise<{ result: GenerationResult, started: StartedGeneration }> {
+    let done!: { resolve: (r: GenerationResult) => void, reject: (e: Error) => void }
+    const finished = new Promise<GenerationResult>((resolve, reject) => { done = { resolve, reject } })
+    const started = await this.start(spec, { token: onToken ?? (() => {}), end: done.resolve, error: done.reject }, signal)
+    return { result: await finished, started }
+  }
+
+  /** Feeds a prompt into a session's state without generating. */
+  async prefill (model: LoadedModel, sessionId: string, prompt: string, signal: AbortSignal): Promise<void> {
+    await this.complete(prefillSpec(model, sessionId, prompt), signal)
+  }
+
+  /** Takes a slot of the model's in-flight budget, or refuses with 429; returns its release. */
+  private admit (model: LoadedModel): () => void {
+    if (this.draining) throw new UnavailableError('server is shutting down')
+    const waiting = this.admitting.get(model.name) ?? 0
+    const inFlight = model.engine.inFlight + waiting
+    if (inFlight >= this.config.maxInFlight) throw new OverloadedError(`queue is full: ${inFlight} generations in flight (limit ${this.config.maxInFlight})`)
+    this.admitting.set(model.name, waiting + 1)
+    let released = false
+    return () => {
+      if (released) return
+      released = true
+      this.admitting.set(model.name, (this.admitting.get(model.name) ?? 1) - 1)
+    }
+  }
+
+  private async tokenize (spec: GenerationSpec): Promise<number[]> {
+    const { model } = spec
+    const limit = this.config.maxInputTokens
+    if (typeof spec.prompt === 'string') {
+      // Every token covers at most maxTokenChars characters: longer text cannot fit, so it is
+      // refused without spending the tokenizer's time on it.
+      if (spec.prompt.length > limit * model.tokenizer.maxTokenChars) throw unprocessable(`prompt has more than ${limit} tokens (the limit)`, 'prompt')
+    } else if (spec.prompt.some((t) => !Number.isInteger(t) || t < 0 || t >= model.manifest.vocab_size)) {
       throw unprocessable(`prompt token ids must be integers in [0, ${model.manifest.vocab_size})`, 'prompt')
     }
-    if (promptIds.length > this.config.maxInputTokens) {
-      throw unprocessable(`prompt has ${promptIds.length} tokens; the limit is ${this.config.maxInputTokens}`, 'prompt')
-    }
-    let position = 0
-    let state: Float32Array[] | null = null
-    let inputIds = promptIds
-    const sessionId = spec.sessionId
-    if (sessionId !== null) {
-      let current
-      try {
-        const info = this.sessions.info(sessionId)
-        if (info.model !== model.name) throw unprocessable(`session ${sessionId} belongs to model ${info.model}`, 'model')
-        current = this.sessions.acquire(sessionId)
-      } catch (err) {
-        if (err instanceof SessionNotFoundError) throw notFound(err.message, 'session_id')
-        if (err instanceof SessionBusyError) throw conflict(err.message, 'session_id')
-        throw err
-      }
-      position = current.position
-      // The worker takes ownership of what it is sent; the store keeps its own copy until the end.
-      state = current.tensors?.map((t) => t.slice()) ?? null
-      inputIds = [...current.pending, ...promptIds]
-    }
-    if (inputIds.length === 0 && position === 0) inputIds = [model.manifest.eos_token_id] // document start
-    if (inputIds.length === 0) {
-      if (sessionId !== null) this.sessions.release(sessionId)
-      throw unprocessable('prompt is empty and the session has nothing pending to continue from', 'prompt')
-    }
-    const seed = spec.seed ?? randomSeed()
+    const ids = typeof spec.prompt === 'string' ? await model.tokenizer.encode(spec.prompt) : spec.prompt
+    if (ids.length > limit) throw unprocessable(`prompt has ${ids.length} tokens; the limit is ${limit}`, 'prompt')
+    return ids
+  }
+
+  /** Wraps a sink with metrics and the session's write-through. */
+  private tracked (model: LoadedModel, sessionId: string | null, promptTokens: number, sink: GenerationSink): GenerationSink {
     const labels = { model: model.name }
+    const { metrics, sessions } = this
     const submitted = performance.now()
     let last = 0
-    const metrics = this.metrics
-    const sessions = this.sessions
-    metrics.activeSequences.inc(labels)
-    const tracked: GenerationSink = {
+    return {
       token (token, timing) {
         const now = performance.now()
         if (timing.first) {
@@ -100,50 +164,20 @@ export class GenerationService {
         last = now
         sink.token(token, timing)
       },
-      end (result: GenerationResult) {
+      end (result) {
         metrics.activeSequences.dec(labels)
-        metrics.promptTokens.inc(labels, inputIds.length)
+        metrics.promptTokens.inc(labels, promptTokens)
         metrics.generatedTokens.inc(labels, result.tokens.length)
-        if (sessionId !== null) sessions.release(sessionId, { position: result.position, pending: result.pending, tensors: result.state })
-        sink.end(result)
+        if (sessionId === null) { sink.end(result); return }
+        // The turn is reported only once it is on disk: a kill after the answer loses nothing.
+        sessions.release(sessionId, { position: result.position, pending: result.pending, tensors: result.state })
+          .then(() => { sink.end(result) }, (err: Error) => { sink.error(new UnavailableError(`session ${sessionId} could not be saved: ${err.message}`)) })
       },
       error (err) {
         metrics.activeSequences.dec(labels)
-        if (sessionId !== null) sessions.release(sessionId)
-        sink.error(err)
+        if (sessionId === null) { sink.error(err); return }
+        sessions.release(sessionId).finally(() => { sink.error(err) })
       }
     }
-    try {
-      const handle = model.engine.submit({
-        inputIds,
-        position,
-        state,
-        params: spec.params,
-        seed,
-        maxNewTokens: spec.maxNewTokens,
-        stop: spec.stop,
-        stopTokenIds: spec.ignoreEos ? [] : [model.manifest.eos_token_id]
-      }, tracked)
-      return { handle, promptTokens: inputIds.length, inputIds, seed }
-    } catch (err) {
-      metrics.activeSequences.dec(labels)
-      if (sessionId !== null) sessions.release(sessionId)
-      if (err instanceof QueueFullError) throw overloaded(`queue is full: ${err.message}`)
-      throw err
-    }
-  }
-
-  /** Resolves with the whole result: for non-streaming routes. Cancels if `signal` aborts. */
-  async complete (spec: GenerationSpec, signal: AbortSignal, onToken?: GenerationSink['token']): Promise<{ result: GenerationResult, started: StartedGeneration }> {
-    let started: StartedGeneration | undefined
-    const result = await new Promise<GenerationResult>((resolve, reject) => {
-      this.start(spec, { token: onToken ?? (() => {}), end: resolve, error: reject })
-        .then((s) => {
-          started = s
-          if (signal.aborted) s.handle.cancel()
-          else signal.addEventListener('abort', () => { s.handle.cancel() }, { once: true })
-        }, reject)
-    })
-    return { result, started: started! }
   }
 }

@@ -1,5 +1,5 @@
-// A signal that aborts when the client goes away before the response is written: non-streaming
-// generations cancel on it, so a client that hangs up stops its work within one decode step.
+// A signal that aborts when the client goes away before the response is complete: generations
+// cancel on it at any point, even while their prompt is still being tokenized.
 import type { FastifyReply } from 'fastify'
 
 export function disconnectSignal (reply: FastifyReply): AbortSignal {

@@ -74,7 +74,6 @@ export class ModelRegistry {
       modelPath: join(dir, 'model.onnx'),
       manifest,
       tokenizer,
-      maxInFlight: this.config.maxInFlight,
       runtime: {
         executionProvider: this.config.executionProvider,
         cudaDevice: this.config.cudaDevice,

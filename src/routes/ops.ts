@@ -1,8 +1,14 @@
 // Operations: GET /metrics (Prometheus text) and GET /ready (200 once models are loaded).
-import type { FastifyInstance } from 'fastify'
-import { unavailable } from '../errors.ts'
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from '@sinclair/typebox'
 
-export default async function opsRoutes (app: FastifyInstance): Promise<void> {
+const Ready = Type.Object({
+  status: Type.Literal('ready'),
+  models: Type.Array(Type.String()),
+  failed: Type.Record(Type.String(), Type.String())
+})
+
+const opsRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { metrics, registry, generation, sessions } = app.t2r
 
   app.get('/metrics', async (_request, reply) => {
@@ -12,13 +18,16 @@ export default async function opsRoutes (app: FastifyInstance): Promise<void> {
     return await reply.header('content-type', metrics.registry.contentType).send(await metrics.registry.metrics())
   })
 
-  app.get('/ready', async () => {
-    if (generation.draining) throw unavailable('shutting down')
-    if (!registry.ready) throw unavailable('models are loading')
+  // Ready once loading has ended, listing the folders that failed and why; 503 before and while draining.
+  app.get('/ready', { schema: { response: { 200: Ready } } }, async () => {
+    const down = generation.unavailability({ requireModel: false })
+    if (down !== null) throw down
     return {
-      status: 'ready',
+      status: 'ready' as const,
       models: registry.list().map((m) => m.name),
       failed: Object.fromEntries(registry.failures)
     }
   })
 }
+
+export default opsRoutes

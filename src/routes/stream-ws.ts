@@ -3,42 +3,35 @@
 //   → {"type":"cancel","id":"a"}
 //   ← {"type":"token","id":"a","index":0,"text":"...","token_id":42,"logprob":-1.2}
 //   ← {"type":"end","id":"a","finish_reason":"length","text":"...","usage":{...}}
-//   ← {"type":"error","id":"a"|null,"error":{"message","type","param"}}
+//   ← {"type":"error","id":"a"|null,"error":{"message","type","param","code"}}
 // A malformed message gets an error event; the socket stays open. A slow reader pauses its
-// generations until the socket's buffer drains; a closed socket cancels them.
-import { Type, type Static } from '@sinclair/typebox'
+// generations until the socket's buffer drains; a closed socket cancels them, whatever stage they
+// are at (each generation's abort signal is armed before its prompt is even tokenized).
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Value } from '@sinclair/typebox/value'
-import type { FastifyInstance } from 'fastify'
 import type { WebSocket } from 'ws'
-import type { GenerationHandle } from '../engine/engine.ts'
-import { toHttpError } from '../errors.ts'
-import { checkTopK, fromOpenAi, OpenAiSampling } from '../generation/params.ts'
-
-const ClientId = Type.String({ minLength: 1, maxLength: 128 })
-const GenerateMessage = Type.Object({
-  type: Type.Literal('generate'),
-  id: ClientId,
-  model: Type.Optional(Type.String({ minLength: 1 })),
-  prompt: Type.String({ maxLength: 1_000_000 }),
-  session_id: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' })),
-  ...OpenAiSampling
-}, { additionalProperties: false })
-const CancelMessage = Type.Object({ type: Type.Literal('cancel'), id: ClientId }, { additionalProperties: false })
+import { BusyError, InvalidError, MalformedError } from '../errors.ts'
+import { StreamCancelMessage, StreamGenerateMessage, type StreamGenerateMessageT } from '../generation/schemas.ts'
+import type { GenerationHandle } from '../generation/spec.ts'
+import { streamMessageSpec } from '../generation/validate.ts'
+import { toHttpError } from '../http/errors.ts'
 
 const HIGH_WATER = 1 << 20
 const LOW_WATER = 1 << 16
 
-function firstError (schema: typeof GenerateMessage | typeof CancelMessage, msg: unknown): { message: string, param: string | null } {
+interface Active { abort: AbortController, handle: GenerationHandle | null }
+
+function schemaError (schema: typeof StreamGenerateMessage | typeof StreamCancelMessage, msg: unknown): InvalidError {
   const e = Value.Errors(schema, msg).First()
   const param = e?.path.replace(/^\//, '').replaceAll('/', '.') || null
-  return { message: `${param ?? 'message'}: ${e?.message ?? 'invalid'}`, param }
+  return new InvalidError(`${param ?? 'message'}: ${e?.message ?? 'invalid'}`, param)
 }
 
-export default async function streamRoutes (app: FastifyInstance): Promise<void> {
+const streamRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { generation } = app.t2r
 
   app.get('/v1/stream', { websocket: true }, (socket: WebSocket) => {
-    const active = new Map<string, GenerationHandle>()
+    const active = new Map<string, Active>()
     let paused = false
     let poll: NodeJS.Timeout | null = null
 
@@ -47,13 +40,13 @@ export default async function streamRoutes (app: FastifyInstance): Promise<void>
       socket.send(JSON.stringify(event))
       if (!paused && socket.bufferedAmount > HIGH_WATER) {
         paused = true
-        for (const h of active.values()) h.pause()
+        for (const a of active.values()) a.handle?.pause()
         poll = setInterval(() => {
           if (socket.bufferedAmount > LOW_WATER) return
           clearInterval(poll!)
           poll = null
           paused = false
-          for (const h of active.values()) h.resume()
+          for (const a of active.values()) a.handle?.resume()
         }, 10)
       }
     }
@@ -62,31 +55,21 @@ export default async function streamRoutes (app: FastifyInstance): Promise<void>
       send({ type: 'error', id, error: { message: h.status === 500 && err instanceof Error ? err.message : h.message, type: h.type, param: h.param, code: h.status } })
     }
 
-    async function start (msg: Static<typeof GenerateMessage>): Promise<void> {
-      if (active.has(msg.id)) { fail(msg.id, Object.assign(new Error(`a generation with id ${msg.id} is already running`), { statusCode: 409 })); return }
-      const model = generation.resolveModel(msg.model)
-      const r = fromOpenAi(msg, 16)
-      checkTopK(r.params.topK, model.manifest.vocab_size)
+    async function start (msg: StreamGenerateMessageT, entry: Active): Promise<void> {
+      const spec = streamMessageSpec(msg, generation.resolveModel(msg.model))
       let index = 0
-      active.set(msg.id, { cancel () {}, pause () {}, resume () {} }) // reserve the id while tokenizing
-      try {
-        const started = await generation.start({ model, prompt: msg.prompt, sessionId: msg.session_id ?? null, ...r }, {
-          token (t) { send({ type: 'token', id: msg.id, index: index++, text: t.text, token_id: t.id, logprob: t.logprob }) },
-          end (result) {
-            active.delete(msg.id)
-            send({ type: 'end', id: msg.id, finish_reason: result.finishReason === 'eos_token' ? 'stop' : result.finishReason, text: result.text, usage: { prompt_tokens: started.promptTokens, completion_tokens: result.tokens.length } })
-          },
-          error (err) { active.delete(msg.id); fail(msg.id, err) }
-        })
-        if (active.has(msg.id)) {
-          active.set(msg.id, started.handle)
-          if (paused) started.handle.pause()
-          if (socket.readyState !== socket.OPEN) started.handle.cancel()
-        }
-      } catch (err) {
-        active.delete(msg.id)
-        throw err
-      }
+      let promptTokens = 0
+      const started = await generation.start(spec, {
+        token (t) { send({ type: 'token', id: msg.id, index: index++, text: t.text, token_id: t.id, logprob: t.logprob }) },
+        end (result) {
+          active.delete(msg.id)
+          send({ type: 'end', id: msg.id, finish_reason: result.finishReason === 'eos_token' ? 'stop' : result.finishReason, text: result.text, usage: { prompt_tokens: promptTokens, completion_tokens: result.tokens.length } })
+        },
+        error (err) { active.delete(msg.id); fail(msg.id, err) }
+      }, entry.abort.signal)
+      promptTokens = started.promptTokens
+      entry.handle = started.handle
+      if (paused) started.handle.pause()
     }
 
     socket.on('message', (data, isBinary) => {
@@ -95,25 +78,35 @@ export default async function streamRoutes (app: FastifyInstance): Promise<void>
         if (isBinary) throw new Error('binary frames are not accepted')
         msg = JSON.parse(String(data))
       } catch (err) {
-        fail(null, Object.assign(new Error(`malformed message: ${(err as Error).message}`), { statusCode: 400 }))
+        fail(null, new MalformedError(`malformed message: ${(err as Error).message}`))
         return
       }
       const type = (msg as { type?: unknown })?.type
       const id = typeof (msg as { id?: unknown })?.id === 'string' ? (msg as { id: string }).id : null
       if (type === 'cancel') {
-        if (!Value.Check(CancelMessage, msg)) { const e = firstError(CancelMessage, msg); send({ type: 'error', id, error: { ...e, type: 'validation', code: 422 } }); return }
-        active.get(msg.id)?.cancel()
+        if (!Value.Check(StreamCancelMessage, msg)) { fail(id, schemaError(StreamCancelMessage, msg)); return }
+        active.get(msg.id)?.abort.abort()
         return
       }
-      if (type !== 'generate') { send({ type: 'error', id, error: { message: 'type must be "generate" or "cancel"', type: 'validation', param: 'type', code: 422 } }); return }
-      if (!Value.Check(GenerateMessage, msg)) { const e = firstError(GenerateMessage, msg); send({ type: 'error', id, error: { ...e, type: 'validation', code: 422 } }); return }
-      start(msg).catch((err) => { fail(msg.id, err) })
+      if (type !== 'generate') { fail(id, new InvalidError('type must be "generate" or "cancel"', 'type')); return }
+      if (!Value.Check(StreamGenerateMessage, msg)) { fail(id, schemaError(StreamGenerateMessage, msg)); return }
+      if (active.has(msg.id)) { fail(msg.id, new BusyError(`a generation with id ${msg.id} is already running`, 'id')); return }
+      // Registered before any await: a close from here on aborts it.
+      const entry: Active = { abort: new AbortController(), handle: null }
+      active.set(msg.id, entry)
+      start(msg, entry).catch((err) => {
+        if (active.get(msg.id) === entry) active.delete(msg.id)
+        if (!entry.abort.signal.aborted) fail(msg.id, err)
+        else send({ type: 'end', id: msg.id, finish_reason: 'cancelled', text: '', usage: { prompt_tokens: 0, completion_tokens: 0 } })
+      })
     })
 
     socket.on('close', () => {
       if (poll !== null) clearInterval(poll)
-      for (const h of active.values()) h.cancel()
+      for (const a of active.values()) a.abort.abort()
       active.clear()
     })
   })
 }
+
+export default streamRoutes

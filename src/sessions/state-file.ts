@@ -3,6 +3,7 @@
 // The header names the model, the tokens consumed and pending, each tensor's name and shape, and
 // the SHA-256 of the tensor bytes; import checks all of it against the model.
 import { createHash } from 'node:crypto'
+import { InvalidError } from '../errors.ts'
 import { stateShape, type Manifest } from '../models/manifest.ts'
 
 const MAGIC = 'T2RS'
@@ -26,7 +27,12 @@ export interface SessionState {
   tensors: Float32Array[] | null
 }
 
-export class StateFormatError extends Error {}
+/** A state that cannot be imported: the request's body is the problem (422). */
+export class StateFormatError extends InvalidError {
+  constructor (message: string) {
+    super(`invalid state: ${message}`, 'body')
+  }
+}
 
 export function encodeState (manifest: Manifest, state: SessionState, extra: Partial<StateHeader> = {}): Buffer {
   const tensors = state.tensors ?? []

@@ -1,9 +1,12 @@
 // Sessions: each owns one model's recurrent state. In memory with an LRU cap; every state change is
-// written through to the data folder (atomically), so a restart, graceful or killed, loses no
-// session whose last generation had completed. Idle sessions expire after their TTL.
+// written through to the data folder (atomically, with async I/O off the event loop) before the
+// change is reported, so a restart, graceful or killed, loses no session whose last generation had
+// completed. Idle sessions expire after their TTL.
 import { randomUUID } from 'node:crypto'
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { BusyError, NotFoundError } from '../errors.ts'
 import type { Manifest } from '../models/manifest.ts'
 import { decodeState, encodeState, readHeader, stateBytes, type SessionState } from './state-file.ts'
 
@@ -24,18 +27,16 @@ export interface SessionInfo {
 
 interface Entry {
   info: SessionInfo
-  state: SessionState | null  // null while spilled to disk
+  state: SessionState | null // null while spilled to disk
+  /** The last write of this session's file: writes of one session never overtake each other. */
+  writing: Promise<void>
 }
-
-export class SessionBusyError extends Error {}
-export class SessionNotFoundError extends Error {}
 
 export interface SessionStoreOptions {
   dir: string
   ttlSeconds: number
   maxResident: number
   manifestOf: (model: string) => Manifest | undefined
-  onChange?: (store: SessionStore) => void
 }
 
 export class SessionStore {
@@ -58,14 +59,14 @@ export class SessionStore {
     return n
   }
 
-  create (model: string, ttlSeconds = this.options.ttlSeconds): SessionInfo {
+  async create (model: string): Promise<SessionInfo> {
     const id = `sess_${randomUUID().replaceAll('-', '')}`
     const now = Date.now()
-    const info: SessionInfo = { id, model, position: 0, pending: [], stateBytes: 0, busy: false, resident: true, createdAt: now, lastUsedAt: now, expiresAt: now + ttlSeconds * 1000 }
-    this.entries.set(id, { info, state: { position: 0, pending: [], tensors: null } })
-    this.persist(id)
+    const info: SessionInfo = { id, model, position: 0, pending: [], stateBytes: 0, busy: false, resident: true, createdAt: now, lastUsedAt: now, expiresAt: now + this.options.ttlSeconds * 1000 }
+    this.entries.set(id, { info, state: { position: 0, pending: [], tensors: null }, writing: Promise.resolve() })
     this.touch(id)
-    return { ...info }
+    await this.persist(id)
+    return this.info(id)
   }
 
   info (id: string): SessionInfo {
@@ -77,23 +78,28 @@ export class SessionStore {
   }
 
   /** Marks the session busy and hands out its state; release() must follow. */
-  acquire (id: string): SessionState {
+  async acquire (id: string): Promise<SessionState> {
     const e = this.entry(id)
-    if (e.info.busy) throw new SessionBusyError(`session ${id} is already generating`)
-    const state = this.load(id)
+    if (e.info.busy) throw new BusyError(`session ${id} is already generating`, 'session_id')
     e.info.busy = true
-    return { position: state.position, pending: [...state.pending], tensors: state.tensors }
+    try {
+      const state = await this.load(id)
+      return { position: state.position, pending: [...state.pending], tensors: state.tensors }
+    } catch (err) {
+      e.info.busy = false
+      throw err
+    }
   }
 
-  /** Ends a generation: stores the new state (written through to disk) or just frees the lock. */
-  release (id: string, state?: SessionState): void {
+  /** Ends a generation: stores the new state (resolving once it is on disk) or just frees the lock. */
+  async release (id: string, state?: SessionState): Promise<void> {
     const e = this.entries.get(id)
     if (e === undefined) return // deleted while generating
+    if (state !== undefined) await this.replace(id, state)
     e.info.busy = false
-    if (state !== undefined) this.replace(id, state)
   }
 
-  replace (id: string, state: SessionState): void {
+  async replace (id: string, state: SessionState): Promise<void> {
     const e = this.entry(id)
     e.state = state
     e.info.position = state.position
@@ -101,69 +107,82 @@ export class SessionStore {
     e.info.stateBytes = stateBytes(state)
     e.info.lastUsedAt = Date.now()
     e.info.expiresAt = e.info.lastUsedAt + this.options.ttlSeconds * 1000
-    this.persist(id)
     this.touch(id)
+    await this.persist(id)
   }
 
-  fork (id: string): SessionInfo {
+  async fork (id: string): Promise<SessionInfo> {
     const source = this.entry(id)
-    const state = this.load(id)
-    const copy = this.create(source.info.model)
-    this.replace(copy.id, { position: state.position, pending: [...state.pending], tensors: state.tensors?.map((t) => t.slice()) ?? null })
+    const state = await this.load(id)
+    const copy = await this.create(source.info.model)
+    await this.replace(copy.id, { position: state.position, pending: [...state.pending], tensors: state.tensors?.map((t) => t.slice()) ?? null })
     return this.info(copy.id)
   }
 
-  exportState (id: string): Buffer {
+  async exportState (id: string): Promise<Buffer> {
     const e = this.entry(id)
-    return encodeState(this.manifest(e.info.model), this.load(id), { session_id: id })
+    return encodeState(this.manifest(e.info.model), await this.load(id), { session_id: id })
   }
 
-  importState (id: string, buf: Buffer): SessionInfo {
+  async importState (id: string, buf: Buffer): Promise<SessionInfo> {
     const e = this.entry(id)
-    if (e.info.busy) throw new SessionBusyError(`session ${id} is generating`)
+    if (e.info.busy) throw new BusyError(`session ${id} is generating`, 'session_id')
     const { state } = decodeState(buf, this.manifest(e.info.model))
-    this.replace(id, state)
+    await this.replace(id, state)
     return this.info(id)
   }
 
-  delete (id: string): void {
-    this.entry(id)
-    this.entries.delete(id)
-    this.resident.delete(id)
-    rmSync(this.file(id), { force: true })
-    this.options.onChange?.(this)
+  async delete (id: string): Promise<void> {
+    const e = this.entry(id)
+    if (e.info.busy) throw new BusyError(`session ${id} is generating`, 'session_id')
+    this.drop(id)
+    await e.writing
+    await rm(this.file(id), { force: true })
   }
 
   close (): void {
     clearInterval(this.timer)
   }
 
+  /** Resolves when every pending write has reached the disk. */
+  async flushed (): Promise<void> {
+    await Promise.all([...this.entries.values()].map(async (e) => { await e.writing }))
+  }
+
   private entry (id: string): Entry {
     const e = SESSION_ID.test(id) ? this.entries.get(id) : undefined
-    if (e === undefined) throw new SessionNotFoundError(`session ${id} not found`)
+    if (e === undefined) throw new NotFoundError(`session ${id} not found`, 'session_id')
     return e
   }
 
   private manifest (model: string): Manifest {
     const m = this.options.manifestOf(model)
-    if (m === undefined) throw new SessionNotFoundError(`model ${model} of this session is not loaded`)
+    if (m === undefined) throw new NotFoundError(`model ${model} of this session is not loaded`, 'model')
     return m
   }
 
   private file (id: string): string { return join(this.options.dir, `${id}.t2rs`) }
 
-  private persist (id: string): void {
+  /** Queues an atomic write of the session's current state after its previous write. */
+  private async persist (id: string): Promise<void> {
     const e = this.entries.get(id)!
     const buf = encodeState(this.manifest(e.info.model), e.state!, { session_id: id, created_at: new Date(e.info.createdAt).toISOString() })
-    const tmp = `${this.file(id)}.tmp`
-    writeFileSync(tmp, buf)
-    renameSync(tmp, this.file(id))
+    const write = async (): Promise<void> => {
+      if (this.entries.get(id) !== e) return // deleted meanwhile: no file may reappear
+      const tmp = `${this.file(id)}.tmp`
+      await writeFile(tmp, buf)
+      await rename(tmp, this.file(id))
+    }
+    e.writing = e.writing.then(write, write)
+    await e.writing
   }
 
-  private load (id: string): SessionState {
+  private async load (id: string): Promise<SessionState> {
     const e = this.entry(id)
     if (e.state === null) {
-      e.state = decodeState(readFileSync(this.file(id)), this.manifest(e.info.model)).state
+      await e.writing
+      const state = decodeState(await readFile(this.file(id)), this.manifest(e.info.model)).state
+      e.state ??= state
     }
     this.touch(id)
     return e.state
@@ -178,17 +197,24 @@ export class SessionStore {
       if (this.resident.size <= this.options.maxResident) break
       const victim = this.entries.get(old)!
       if (victim.info.busy || old === id) continue
-      victim.state = null // already on disk: write-through
+      victim.state = null // on disk once its queued write lands (load() waits for it)
       victim.info.resident = false
       this.resident.delete(old)
     }
-    this.options.onChange?.(this)
+  }
+
+  private drop (id: string): void {
+    this.entries.delete(id)
+    this.resident.delete(id)
   }
 
   private expire (): void {
     const now = Date.now()
     for (const [id, e] of this.entries) {
-      if (!e.info.busy && e.info.expiresAt <= now) this.delete(id)
+      if (!e.info.busy && e.info.expiresAt <= now) {
+        this.drop(id)
+        void e.writing.then(async () => { await rm(this.file(id), { force: true }) })
+      }
     }
   }
 
@@ -205,7 +231,8 @@ export class SessionStore {
         const bytes = header.tensors.reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1) * 4, 0)
         this.entries.set(id, {
           info: { id, model: header.model, position: header.position, pending: header.pending, stateBytes: bytes, busy: false, resident: false, createdAt: created, lastUsedAt: now, expiresAt: now + this.options.ttlSeconds * 1000 },
-          state: null
+          state: null,
+          writing: Promise.resolve()
         })
       } catch {
         // An unreadable file is left for an operator; it is not a session.

@@ -9,6 +9,8 @@ import { EOT_TOKEN } from './train-bpe.ts'
 export interface TextTokenizer {
   readonly vocabSize: number
   readonly eosTokenId: number
+  /** The most characters one token can stand for (its bytes, or a special token's written form). */
+  readonly maxTokenChars: number
   encode (text: string): Promise<number[]>
   decode (ids: readonly number[]): string
   tokenBytes (id: number): Uint8Array
@@ -54,10 +56,12 @@ export function loadTokenizer (path: string, eosToken = EOT_TOKEN): TextTokenize
   const eosTokenId = native.tokenToId(eosToken)
   if (eosTokenId === null) throw new Error(`${path}: no ${eosToken} token`)
   const utf8 = new TextDecoder()
+  const maxTokenChars = [...bytes.map((b) => b.length), ...(json.added_tokens ?? []).map((a) => a.content.length)].reduce((a, b) => Math.max(a, b), 1)
 
   return {
     vocabSize,
     eosTokenId,
+    maxTokenChars,
     async encode (text) {
       const encoding = await native.encode(text, null, { addSpecialTokens: false })
       return encoding.getIds()

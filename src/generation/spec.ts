@@ -1,0 +1,17 @@
+// What a route asks the generation service for, after validation: one shape for every API.
+import type { SamplingParams } from '../engine/sampler.ts'
+import type { LoadedModel } from '../models/registry.ts'
+
+export interface GenerationSpec {
+  model: LoadedModel
+  prompt: string | number[]
+  sessionId: string | null
+  maxNewTokens: number
+  params: SamplingParams
+  seed: number | null
+  stop: string[]
+  ignoreEos: boolean
+}
+
+export type { SamplingParams }
+export type { FinishReason, GenerationHandle, GenerationResult, GenerationSink, TokenInfo } from '../engine/engine.ts'
