@@ -4,19 +4,26 @@
 //   2. 32 concurrent HTTP streams vs one                    (issue: aggregate ≥ 5× single)
 //   3. per-token latency at position 64 vs 2,048, T2R beside softmax (T2R within 10%)
 //   4. state bytes per session at 64 and 4,096 tokens, T2R beside softmax
-import { writeFileSync } from 'node:fs'
+import { rmSync, writeFileSync } from 'node:fs'
+import type { AddressInfo } from 'node:net'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { addressesOf } from '../src/corpus/sotu.ts'
 import { GREEDY } from '../src/engine/sampler.ts'
-import type { GenerationResult } from '../src/engine/engine.ts'
+import { loadConfig } from '../src/config.ts'
+import type { GenerationResult } from '../src/generation/backend.ts'
 import type { LoadedModel } from '../src/models/registry.ts'
-import { postJson, startServer } from '../test/helpers/server.ts'
+import { buildServer } from '../src/server.ts'
 
 const { values } = parseArgs({ options: { models: { type: 'string', default: 'models' }, t2r: { type: 'string', default: 'sotu-t2r' }, softmax: { type: 'string', default: 'sotu-base' }, tokens: { type: 'string', default: '256' } } })
 const N = Number(values.tokens)
-const srv = await startServer({ modelsDir: values.models, env: { T2R_DEFAULT_MODEL: values.t2r, T2R_INTRA_OP_THREADS: '2', T2R_MAX_BATCH: '32' } })
-const registry = srv.server.services.registry
+const server = await buildServer(loadConfig([], { MODELS_DIR: values.models, DATA_DIR: join(tmpdir(), `t2r-bench-${process.pid}`), LOG_LEVEL: 'silent', T2R_DEFAULT_MODEL: values.t2r, T2R_INTRA_OP_THREADS: '2', T2R_MAX_BATCH: '32' }))
+await server.app.listen({ host: '127.0.0.1', port: 0 })
+await server.loadModels()
+const srv = { url: `http://127.0.0.1:${(server.app.server.address() as AddressInfo).port}`, close: async () => { await server.close(); rmSync(join(tmpdir(), `t2r-bench-${process.pid}`), { recursive: true, force: true }) } }
+const registry = server.services.registry
+const postJson = async (url: string, body: unknown): Promise<Response> => await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
 const t2r = registry.get(values.t2r)!
 const softmax = registry.get(values.softmax)!
 const corpus = addressesOf('test').map((a) => a.text).join('\n')

@@ -6,13 +6,15 @@ import { parseArgs } from 'node:util'
 import pino from 'pino'
 import { loadConfig } from '../src/config.ts'
 import { addressesOf } from '../src/corpus/sotu.ts'
-import type { GenerationResult } from '../src/engine/engine.ts'
+import { ortBackends } from '../src/engine/engine.ts'
 import { GREEDY, type SamplingParams } from '../src/engine/sampler.ts'
+import type { GenerationResult } from '../src/generation/backend.ts'
 import { createMetrics } from '../src/metrics.ts'
 import { ModelRegistry, type LoadedModel } from '../src/models/registry.ts'
 
 const { values } = parseArgs({ options: { models: { type: 'string', default: 'models' }, tokens: { type: 'string', default: '300' }, out: { type: 'string', default: 'trainer/results-sample.md' } } })
-const registry = new ModelRegistry(loadConfig([], { MODELS_DIR: values.models, T2R_MODELS: 'sotu-t2r,sotu-base' }), createMetrics(), pino({ level: 'warn' }))
+const config = loadConfig([], { MODELS_DIR: values.models, T2R_MODELS: 'sotu-t2r,sotu-base' })
+const registry = new ModelRegistry(config, createMetrics(), pino({ level: 'warn' }), ortBackends(config))
 await registry.loadAll()
 const address = addressesOf('test').find((a) => a.year === 1989)!
 const prompt = address.text.slice(0, address.text.lastIndexOf(' ', 200))

@@ -5,6 +5,7 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import { registerApp } from './app.ts'
 import type { Config } from './config.ts'
 import { ConversionService } from './conversions/service.ts'
+import { ortBackends } from './engine/engine.ts'
 import { GenerationService } from './generation/service.ts'
 import { createMetrics } from './metrics.ts'
 import { ModelRegistry } from './models/registry.ts'
@@ -34,7 +35,7 @@ export async function buildServer (config: Config): Promise<Server> {
     }
   })
   const metrics = createMetrics()
-  const registry = new ModelRegistry(config, metrics, app.log)
+  const registry = new ModelRegistry(config, metrics, app.log, ortBackends(config))
   const sessions = new SessionStore({
     dir: join(config.dataDir, 'sessions'),
     ttlSeconds: config.sessionTtlSeconds,

@@ -1,39 +1,13 @@
-// The main thread's side of a model's engine: the interface the HTTP layer talks to (TGI's
-// `Backend` shape), implemented by a worker thread running ONNX Runtime.
+// The main thread's side of a model's engine: a Backend (src/generation/backend.ts) implemented by
+// a worker thread running ONNX Runtime.
 import { EventEmitter } from 'node:events'
 import { Worker } from 'node:worker_threads'
+import type { Config } from '../config.ts'
 import { UnavailableError } from '../errors.ts'
 import type { Manifest } from '../models/manifest.ts'
 import type { TextTokenizer } from '../tokenizer/tokenizer.ts'
-import type { FinishReason, FromWorker, RuntimeOptions, SeqEvent, TokenInfo, ToWorker, WireRequest, WireResult } from './protocol.ts'
-
-export type GenerateRequest = Omit<WireRequest, 'submittedAt'>
-export type GenerationResult = WireResult
-export type { FinishReason, TokenInfo }
-
-/** Receives one generation's output: the transformers.js streamer shape (put / end). */
-export interface GenerationSink {
-  token (token: TokenInfo, timing: { first: boolean, queueMs: number }): void
-  end (result: GenerationResult): void
-  error (err: Error): void
-}
-
-export interface GenerationHandle {
-  cancel (): void
-  pause (): void
-  resume (): void
-}
-
-export interface StepStats { kind: 'prefill' | 'decode', ms: number, batch: number, tokens: number }
-
-export interface Backend {
-  readonly name: string
-  readonly inFlight: number
-  submit (req: GenerateRequest, sink: GenerationSink): GenerationHandle
-  /** Resolves when every in-flight generation has ended, or after `ms`. */
-  drained (ms: number): Promise<void>
-  close (): Promise<void>
-}
+import type { Backend, GenerateRequest, GenerationHandle, GenerationSink, StartBackend, StepStats } from '../generation/backend.ts'
+import type { FromWorker, RuntimeOptions, SeqEvent, ToWorker, WireRequest } from './protocol.ts'
 
 export interface EngineOptions {
   name: string
@@ -111,6 +85,9 @@ export class OrtEngine extends EventEmitter implements Backend {
     }
   }
 
+  onStep (listener: (stats: StepStats) => void): void { this.on('step', listener) }
+  onExit (listener: (code: number) => void): void { this.once('exit', listener) }
+
   async close (): Promise<void> {
     if (this.closed) return
     this.closed = true
@@ -174,4 +151,15 @@ export class OrtEngine extends EventEmitter implements Backend {
     }
     this.emit('drained')
   }
+}
+
+/** Starts each model's engine with the server's runtime settings. */
+export function ortBackends (config: Config): StartBackend {
+  return async (m) => await OrtEngine.start({
+    name: m.name,
+    modelPath: m.modelPath,
+    manifest: m.manifest,
+    tokenizer: m.tokenizer,
+    runtime: { executionProvider: config.executionProvider, cudaDevice: config.cudaDevice, intraOpThreads: m.threads, maxBatch: config.maxBatch, prefillChunk: config.prefillChunk }
+  })
 }

@@ -1,6 +1,6 @@
 // Messages between the main thread (engine.ts) and the model's worker thread (worker.ts).
+import type { GenerateRequest, GenerationResult, TokenInfo } from '../generation/backend.ts'
 import type { Manifest } from '../models/manifest.ts'
-import type { SamplingParams } from './sampler.ts'
 
 export interface RuntimeOptions {
   executionProvider: 'cpu' | 'cuda'
@@ -19,39 +19,12 @@ export interface WorkerInit {
   runtime: RuntimeOptions
 }
 
-export interface WireRequest {
-  inputIds: number[]
-  position: number
-  state: Float32Array[] | null
-  params: SamplingParams
-  seed: number
-  maxNewTokens: number
-  stop: string[]
-  stopTokenIds: number[]
+export interface WireRequest extends GenerateRequest {
   submittedAt: number
 }
 
-export type FinishReason = 'length' | 'stop' | 'eos_token' | 'cancelled'
-
-export interface TokenInfo {
-  id: number
-  text: string
-  logprob: number
-  special: boolean
-  top: Array<{ id: number, logprob: number }>
-}
-
-export interface WireResult {
-  finishReason: FinishReason
-  tokens: number[]
-  text: string
-  /** Tokens in the state after this generation. */
-  position: number
-  /** Transcript tokens not yet fed into the state (the last sampled token). */
-  pending: number[]
-  state: Float32Array[]
-  queueMs: number
-}
+export type WireResult = GenerationResult
+export type { FinishReason, TokenInfo } from '../generation/backend.ts'
 
 export type ToWorker =
   | { type: 'generate', id: number, req: WireRequest }

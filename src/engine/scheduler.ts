@@ -42,9 +42,6 @@ export class DecodeScheduler<S extends Schedulable> {
     if (i !== -1) this.seqs.splice(i, 1)
   }
 
-  get size (): number { return this.seqs.length }
-  all (): readonly S[] { return this.seqs }
-
   next (): Step<S> {
     const runnable = this.seqs.filter((s) => !s.paused)
     const prefilling = runnable.find((s) => s.prefillRemaining > 0)

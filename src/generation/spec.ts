@@ -14,4 +14,4 @@ export interface GenerationSpec {
 }
 
 export type { SamplingParams }
-export type { FinishReason, GenerationHandle, GenerationResult, GenerationSink, TokenInfo } from '../engine/engine.ts'
+export type { FinishReason, GenerationHandle, GenerationResult, GenerationSink, TokenInfo } from './backend.ts'

@@ -5,7 +5,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import type { FastifyBaseLogger } from 'fastify'
 import { threadsPerModel, type Config } from '../config.ts'
-import { OrtEngine, type Backend, type StepStats } from '../engine/engine.ts'
+import type { Backend, StartBackend } from '../generation/backend.ts'
 import type { Metrics } from '../metrics.ts'
 import { loadTokenizer, type TextTokenizer } from '../tokenizer/tokenizer.ts'
 import { parseManifest, type Manifest } from './manifest.ts'
@@ -24,7 +24,13 @@ export class ModelRegistry {
   readonly failures = new Map<string, string>()
   ready = false
 
-  constructor (private readonly config: Config, private readonly metrics: Metrics, private readonly log: FastifyBaseLogger) {}
+  constructor (
+    private readonly config: Config,
+    private readonly metrics: Metrics,
+    private readonly log: FastifyBaseLogger,
+    /** Starts the thing that runs a model (the ONNX Runtime engine; tests may pass another). */
+    private readonly startBackend: StartBackend
+  ) {}
 
   folders (): string[] {
     const root = this.config.modelsDir
@@ -69,24 +75,12 @@ export class ModelRegistry {
     if (tokenizer.vocabSize !== manifest.vocab_size) {
       throw new Error(`${where}: tokenizer has ${tokenizer.vocabSize} tokens, manifest says ${manifest.vocab_size}`)
     }
-    const engine = await OrtEngine.start({
-      name: manifest.name,
-      modelPath: join(dir, 'model.onnx'),
-      manifest,
-      tokenizer,
-      runtime: {
-        executionProvider: this.config.executionProvider,
-        cudaDevice: this.config.cudaDevice,
-        intraOpThreads: threads,
-        maxBatch: this.config.maxBatch,
-        prefillChunk: this.config.prefillChunk
-      }
-    })
-    engine.on('step', (s: StepStats) => {
+    const engine = await this.startBackend({ name: manifest.name, modelPath: join(dir, 'model.onnx'), manifest, tokenizer, threads })
+    engine.onStep((s) => {
       this.metrics.ortStep.observe({ model: manifest.name, kind: s.kind }, s.ms / 1000)
       if (s.kind === 'decode') this.metrics.decodeBatchSize.observe({ model: manifest.name }, s.batch)
     })
-    engine.once('exit', (code: number) => {
+    engine.onExit((code) => {
       // A dead worker takes its model out of service; /ready reports why.
       if (this.models.get(folder)?.engine !== engine) return
       this.models.delete(folder)

@@ -1,0 +1,80 @@
+// The interface between the generation service and whatever runs a model (TGI's `Backend`): the
+// service and the registry hold Backends; src/engine/engine.ts implements one with ONNX Runtime in a
+// worker thread. Nothing here knows about tensors' layout, workers or HTTP.
+import type { SamplingParams } from '../engine/sampler.ts'
+import type { Manifest } from '../models/manifest.ts'
+import type { TextTokenizer } from '../tokenizer/tokenizer.ts'
+
+export type FinishReason = 'length' | 'stop' | 'eos_token' | 'cancelled'
+
+export interface TokenInfo {
+  id: number
+  text: string
+  logprob: number
+  special: boolean
+  top: Array<{ id: number, logprob: number }>
+}
+
+export interface GenerateRequest {
+  inputIds: number[]
+  /** Tokens already folded into `state`. */
+  position: number
+  /** The state to continue from (ownership passes to the backend), or null for the zero state. */
+  state: Float32Array[] | null
+  params: SamplingParams
+  seed: number
+  maxNewTokens: number
+  stop: string[]
+  stopTokenIds: number[]
+}
+
+export interface GenerationResult {
+  finishReason: FinishReason
+  tokens: number[]
+  text: string
+  /** Tokens in the state after this generation. */
+  position: number
+  /** Transcript tokens not yet fed into the state (the last sampled token). */
+  pending: number[]
+  state: Float32Array[]
+  queueMs: number
+}
+
+/** Receives one generation's output: the transformers.js streamer shape (put / end). */
+export interface GenerationSink {
+  token (token: TokenInfo, timing: { first: boolean, queueMs: number }): void
+  end (result: GenerationResult): void
+  error (err: Error): void
+}
+
+export interface GenerationHandle {
+  cancel (): void
+  pause (): void
+  resume (): void
+}
+
+export interface StepStats { kind: 'prefill' | 'decode', ms: number, batch: number, tokens: number }
+
+export interface Backend {
+  readonly name: string
+  readonly inFlight: number
+  submit (req: GenerateRequest, sink: GenerationSink): GenerationHandle
+  /** Resolves when every in-flight generation has ended, or after `ms`. */
+  drained (ms: number): Promise<void>
+  close (): Promise<void>
+  /** Every step the backend runs, for metrics. */
+  onStep (listener: (stats: StepStats) => void): void
+  /** The backend died on its own (not through close()): its model must leave service. */
+  onExit (listener: (code: number) => void): void
+}
+
+export interface BackendOptions {
+  name: string
+  modelPath: string
+  manifest: Manifest
+  tokenizer: TextTokenizer
+  /** Compute threads this model may use. */
+  threads: number
+}
+
+export type StartBackend = (options: BackendOptions) => Promise<Backend>
