@@ -21,6 +21,8 @@ export interface Config {
   sessionTtlSeconds: number
   maxResidentSessions: number
   logLevel: string
+  /** How long shutdown waits for generations in flight before cancelling them. */
+  shutdownDrainMs: number
   conversions: { enabled: boolean, maxQueued: number, pythonBin: string, maxCorpusBytes: number }
 }
 
@@ -40,6 +42,7 @@ const FLAGS = {
   'session-ttl': { type: 'string', env: 'T2R_SESSION_TTL_SECONDS' },
   'max-resident-sessions': { type: 'string', env: 'T2R_MAX_RESIDENT_SESSIONS' },
   'log-level': { type: 'string', env: 'LOG_LEVEL' },
+  'shutdown-drain': { type: 'string', env: 'T2R_SHUTDOWN_DRAIN_SECONDS' },
   python: { type: 'string', env: 'T2R_PYTHON' },
   conversions: { type: 'string', env: 'T2R_CONVERSIONS' },
   'max-queued-conversions': { type: 'string', env: 'T2R_MAX_QUEUED_CONVERSIONS' }
@@ -82,6 +85,7 @@ export function loadConfig (argv: string[] = [], env: NodeJS.ProcessEnv = proces
     sessionTtlSeconds: int('session ttl', get('session-ttl'), 3600, 1),
     maxResidentSessions: int('max resident sessions', get('max-resident-sessions'), 256, 1),
     logLevel: get('log-level') ?? 'info',
+    shutdownDrainMs: int('shutdown drain seconds', get('shutdown-drain'), 10, 0) * 1000,
     conversions: { enabled: get('conversions') !== 'off', maxQueued: int('max queued conversions', get('max-queued-conversions'), 4, 1), pythonBin: get('python') ?? '/usr/bin/python3', maxCorpusBytes: 2 * 1024 * 1024 }
   }
 }

@@ -58,12 +58,14 @@ export async function buildServer (config: Config): Promise<Server> {
     close: async () => {
       closing ??= (async () => {
         generation.draining = true
-        // In-flight generations finish (bounded), then the engines stop; sessions are already on
-        // disk (write-through), so nothing else needs flushing.
-        await Promise.all(registry.list().map(async (m) => { await m.engine.drained(10_000) }))
+        // In-flight generations get the drain period to finish; then the engines stop, cancelling
+        // what is left (its streams end with finish_reason "cancelled"), so the drain is a bound.
+        // Session writes are awaited: every answered turn is on disk.
+        await Promise.all(registry.list().map(async (m) => { await m.engine.drained(config.shutdownDrainMs) }))
+        await registry.close()
         await conversions?.close()
         await app.close()
-        await registry.close()
+        await sessions.flushed()
         sessions.close()
       })()
       await closing

@@ -8,30 +8,11 @@ import Database from 'better-sqlite3'
 import t from 'tap'
 import { tinyModelsDir } from '../helpers/fixtures.ts'
 import { postJson, startServer } from '../helpers/server.ts'
+import { sseEvents, type SseEvent } from '../helpers/sse.ts'
 
-interface SseEvent { event: string, data: any } // eslint-disable-line @typescript-eslint/no-explicit-any -- event payloads vary
-
-/** Yields SSE events as they arrive. */
-async function * sseEvents (url: string, signal?: AbortSignal): AsyncGenerator<SseEvent> {
-  const res = await fetch(url, { signal })
-  if (res.body === null) return
-  const decoder = new TextDecoder()
-  let buf = ''
-  for await (const chunk of res.body) {
-    buf += decoder.decode(chunk as Uint8Array, { stream: true })
-    let end: number
-    while ((end = buf.indexOf('\n\n')) !== -1) {
-      const frame = buf.slice(0, end)
-      buf = buf.slice(end + 2)
-      let event = 'message'
-      let data = ''
-      for (const line of frame.split('\n')) {
-        if (line.startsWith('event: ')) event = line.slice(7)
-        if (line.startsWith('data: ')) data += line.slice(6)
-      }
-      yield { event, data: JSON.parse(data) }
-    }
-  }
+/** Yields a job's SSE events as they arrive. */
+async function * sseEventsOf (url: string, signal?: AbortSignal): AsyncGenerator<SseEvent> {
+  yield * sseEvents(await fetch(url, { signal }))
 }
 
 const trainerRunning = (id: string): boolean =>
@@ -58,7 +39,7 @@ t.test('a job interrupted by shutdown resumes from its checkpoint after a restar
   let reached = 0
   let finalBeforeClose: string | null = null
   try {
-    for await (const e of sseEvents(`${first.url}/v1/conversions/${id}/events`, abort.signal)) {
+    for await (const e of sseEventsOf(`${first.url}/v1/conversions/${id}/events`, abort.signal)) {
       if (e.event === 'progress' && e.data.event === 'step' && e.data.step >= 20) { reached = e.data.step; break }
       if (e.event === 'status' && ['succeeded', 'failed', 'cancelled'].includes(e.data.status)) { finalBeforeClose = e.data.status; break }
     }
@@ -82,7 +63,7 @@ t.test('a job interrupted by shutdown resumes from its checkpoint after a restar
   const second = await startServer({ modelsDir, dataDir, copyModels: false })
   t.teardown(async () => { await second.close() })
   const events: SseEvent[] = []
-  for await (const e of sseEvents(`${second.url}/v1/conversions/${id}/events`)) events.push(e)
+  for await (const e of sseEventsOf(`${second.url}/v1/conversions/${id}/events`)) events.push(e)
 
   t.match(events[0], { event: 'status', data: { id } }, 'the stream opens with the job\'s status')
   t.match(events[0].data.status, /^(queued|running)$/, 'which is queued or running again')

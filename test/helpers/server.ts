@@ -59,21 +59,7 @@ export async function postJson (url: string, body: unknown, init: RequestInit = 
   return await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), ...init })
 }
 
-/** Reads an SSE response into its events (data lines parsed as JSON where they are JSON). */
-export async function readSse (res: Response): Promise<Array<{ event: string, data: any }>> { // eslint-disable-line @typescript-eslint/no-explicit-any -- event payloads vary by route
-  const text = await res.text()
-  return text.split('\n\n').filter((f) => f.trim() !== '').map((frame) => {
-    let event = 'message'
-    let data = ''
-    for (const line of frame.split('\n')) {
-      if (line.startsWith('event: ')) event = line.slice(7)
-      if (line.startsWith('data: ')) data += line.slice(6)
-    }
-    let parsed: unknown = data
-    try { parsed = JSON.parse(data) } catch { /* [DONE] and other plain data */ }
-    return { event, data: parsed }
-  })
-}
+export { readSse } from './sse.ts'
 
 export async function metricValue (url: string, name: string, labels = ''): Promise<number> {
   const text = await (await fetch(`${url}/metrics`)).text()
