@@ -23,6 +23,12 @@ export interface Config {
   logLevel: string
   /** How long shutdown waits for generations in flight before cancelling them. */
   shutdownDrainMs: number
+  /** The whole request (headers and body) must arrive within this; a slow body is cut off (408). */
+  requestTimeoutMs: number
+  /** Open connections beyond this are closed on arrival. */
+  maxConnections: number
+  /** A model whose recent requests waited longer than this in its queue admits no more for now (429). */
+  maxQueueMs: number
   conversions: { enabled: boolean, maxQueued: number, pythonBin: string, maxCorpusBytes: number }
 }
 
@@ -43,6 +49,9 @@ const FLAGS = {
   'max-resident-sessions': { type: 'string', env: 'T2R_MAX_RESIDENT_SESSIONS' },
   'log-level': { type: 'string', env: 'LOG_LEVEL' },
   'shutdown-drain': { type: 'string', env: 'T2R_SHUTDOWN_DRAIN_SECONDS' },
+  'request-timeout': { type: 'string', env: 'T2R_REQUEST_TIMEOUT_SECONDS' },
+  'max-connections': { type: 'string', env: 'T2R_MAX_CONNECTIONS' },
+  'max-queue-time': { type: 'string', env: 'T2R_MAX_QUEUE_SECONDS' },
   python: { type: 'string', env: 'T2R_PYTHON' },
   conversions: { type: 'string', env: 'T2R_CONVERSIONS' },
   'max-queued-conversions': { type: 'string', env: 'T2R_MAX_QUEUED_CONVERSIONS' }
@@ -86,6 +95,9 @@ export function loadConfig (argv: string[] = [], env: NodeJS.ProcessEnv = proces
     maxResidentSessions: int('max resident sessions', get('max-resident-sessions'), 256, 1),
     logLevel: get('log-level') ?? 'info',
     shutdownDrainMs: int('shutdown drain seconds', get('shutdown-drain'), 10, 0) * 1000,
+    requestTimeoutMs: int('request timeout seconds', get('request-timeout'), 30, 1) * 1000,
+    maxConnections: int('max connections', get('max-connections'), 1024, 1),
+    maxQueueMs: int('max queue seconds', get('max-queue-time'), 10, 1) * 1000,
     conversions: { enabled: get('conversions') !== 'off', maxQueued: int('max queued conversions', get('max-queued-conversions'), 4, 1), pythonBin: get('python') ?? '/usr/bin/python3', maxCorpusBytes: 2 * 1024 * 1024 }
   }
 }

@@ -23,7 +23,9 @@ export interface Server {
 export async function buildServer (config: Config): Promise<Server> {
   const app = Fastify({
     bodyLimit: config.bodyLimit,
-    requestTimeout: 0,
+    requestTimeout: config.requestTimeoutMs,
+    // How often Node checks requestTimeout (its default, 30 s, would let a slow body live twice as long).
+    http: { connectionsCheckingInterval: Math.min(1000, config.requestTimeoutMs) },
     connectionTimeout: 0,
     keepAliveTimeout: 65_000,
     return503OnClosing: true,
@@ -34,6 +36,7 @@ export async function buildServer (config: Config): Promise<Server> {
       redact: { paths: ['req.headers.authorization', 'req.headers.cookie', 'req.headers["x-api-key"]', 'req.headers["proxy-authorization"]'], censor: '[redacted]' }
     }
   })
+  app.server.maxConnections = config.maxConnections
   const metrics = createMetrics()
   const registry = new ModelRegistry(config, metrics, app.log, ortBackends(config))
   const sessions = new SessionStore({

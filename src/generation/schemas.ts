@@ -81,6 +81,14 @@ const completionFields = {
   echo: Type.Optional(Type.Boolean()),
   suffix: Type.Optional(Type.Null()),
   user: Type.Optional(Type.String({ maxLength: 256 })),
+  // TGI's names, as Hugging Face clients send them to /v1/completions: do_sample false is greedy,
+  // return_full_text echoes the prompt; the detail flags are accepted and have no effect here.
+  do_sample: Type.Optional(Type.Boolean()),
+  return_full_text: nullable(Type.Boolean()),
+  details: Type.Optional(Type.Boolean()),
+  decoder_input_details: Type.Optional(Type.Boolean()),
+  watermark: Type.Optional(Type.Literal(false)),
+  truncate: Type.Optional(Type.Null()),
   ...OpenAiSampling
 }
 

@@ -23,10 +23,32 @@ export interface StartedGeneration {
 
 export class CancelledError extends Error {}
 
+/** Generations of one model that were submitted and have no first token yet, by submit time. */
+class WaitQueue {
+  private readonly since = new Set<{ at: number }>()
+  /** Recent submit-to-first-token times (ms), smoothed: what a new request can expect to wait. */
+  expectedMs = 0
+
+  enter (): { at: number } { const e = { at: performance.now() }; this.since.add(e); return e }
+  leave (e: { at: number }, started: boolean): void {
+    if (!this.since.delete(e)) return
+    if (started) this.expectedMs = 0.8 * this.expectedMs + 0.2 * (performance.now() - e.at)
+  }
+
+  get size (): number { return this.since.size }
+  oldestMs (): number {
+    let oldest = 0
+    const now = performance.now()
+    for (const e of this.since) oldest = Math.max(oldest, now - e.at)
+    return oldest
+  }
+}
+
 export class GenerationService {
   draining = false
   /** Admitted generations per model that are not yet submitted to the engine (tokenizing). */
   private readonly admitting = new Map<string, number>()
+  private readonly queues = new Map<string, WaitQueue>()
 
   constructor (
     readonly registry: ModelRegistry,
@@ -116,12 +138,37 @@ export class GenerationService {
     await this.complete(prefillSpec(model, sessionId, prompt), signal)
   }
 
-  /** Takes a slot of the model's in-flight budget, or refuses with 429; returns its release. */
+  /** How long requests to `model` wait for their first token now (for /metrics). */
+  queueWait (model: string): { waiting: number, oldestMs: number, expectedMs: number } {
+    const q = this.queueOf(model)
+    return { waiting: q.size, oldestMs: q.oldestMs(), expectedMs: q.expectedMs }
+  }
+
+  private queueOf (model: string): WaitQueue {
+    let q = this.queues.get(model)
+    if (q === undefined) this.queues.set(model, q = new WaitQueue())
+    return q
+  }
+
+  /**
+   * Takes a slot of the model's in-flight budget, or refuses with 429; returns its release. Two
+   * bounds: the count of generations in flight, and the time requests queue before their first
+   * token (while some are waiting, by the oldest one's wait and the recent typical wait).
+   */
   private admit (model: LoadedModel): () => void {
     if (this.draining) throw new UnavailableError('server is shutting down')
     const waiting = this.admitting.get(model.name) ?? 0
     const inFlight = model.engine.inFlight + waiting
-    if (inFlight >= this.config.maxInFlight) throw new OverloadedError(`queue is full: ${inFlight} generations in flight (limit ${this.config.maxInFlight})`)
+    const refuse = (reason: string, message: string, retryAfterSeconds: number): never => {
+      this.metrics.refused.inc({ model: model.name, reason })
+      throw new OverloadedError(message, retryAfterSeconds)
+    }
+    if (inFlight >= this.config.maxInFlight) refuse('in_flight', `queue is full: ${inFlight} generations in flight (limit ${this.config.maxInFlight})`, 1)
+    const q = this.queueOf(model.name)
+    const wait = q.size === 0 ? 0 : Math.max(q.oldestMs(), q.expectedMs)
+    if (wait > this.config.maxQueueMs) {
+      refuse('queue_time', `queue is too slow: requests wait ${(wait / 1000).toFixed(1)} s for a first token (limit ${this.config.maxQueueMs / 1000} s)`, Math.ceil(wait / 1000))
+    }
     this.admitting.set(model.name, waiting + 1)
     let released = false
     return () => {
@@ -151,11 +198,14 @@ export class GenerationService {
     const labels = { model: model.name }
     const { metrics, sessions } = this
     const submitted = performance.now()
+    const queue = this.queueOf(model.name)
+    const waiting = queue.enter()
     let last = 0
     return {
       token (token, timing) {
         const now = performance.now()
         if (timing.first) {
+          queue.leave(waiting, true)
           metrics.timeToFirstToken.observe(labels, (now - submitted) / 1000)
           metrics.queueTime.observe(labels, timing.queueMs / 1000)
         } else if (token.id >= 0) {
@@ -165,6 +215,7 @@ export class GenerationService {
         sink.token(token, timing)
       },
       end (result) {
+        queue.leave(waiting, result.tokens.length > 0)
         metrics.activeSequences.dec(labels)
         metrics.promptTokens.inc(labels, promptTokens)
         metrics.generatedTokens.inc(labels, result.tokens.length)
@@ -174,6 +225,7 @@ export class GenerationService {
           .then(() => { sink.end(result) }, (err: Error) => { sink.error(new UnavailableError(`session ${sessionId} could not be saved: ${err.message}`)) })
       },
       error (err) {
+        queue.leave(waiting, false)
         metrics.activeSequences.dec(labels)
         if (sessionId === null) { sink.error(err); return }
         sessions.release(sessionId).finally(() => { sink.error(err) })

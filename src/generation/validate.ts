@@ -80,9 +80,30 @@ function openAiSpec (p: OpenAiSamplingT, model: LoadedModel, prompt: string | nu
 
 /** OpenAI `/v1/completions`, and `/v1/sessions/:id/completions` with the session's id. */
 export function completionSpec (body: CompletionBodyT | SessionCompletionBodyT, model: LoadedModel, sessionId: string | null): GenerationSpec {
-  if (body.echo === true && body.stream === true) throw unprocessable('echo is not supported with stream', 'echo')
+  if (echoes(body) && body.stream === true) throw unprocessable('echo is not supported with stream', body.echo === true ? 'echo' : 'return_full_text')
   const prompt = body.prompt === undefined ? '' : Array.isArray(body.prompt) && typeof body.prompt[0] === 'string' ? body.prompt[0] : body.prompt as string | number[]
-  return openAiSpec(body, model, prompt, sessionId)
+  const greedy = body.do_sample === false && body.temperature == null
+  return openAiSpec(greedy ? { ...body, temperature: 0 } : body, model, prompt, sessionId)
+}
+
+/** Whether a completion repeats its prompt before the generated text (OpenAI echo, TGI return_full_text). */
+export function echoes (body: CompletionBodyT | SessionCompletionBodyT): boolean {
+  return body.echo === true || body.return_full_text === true
+}
+
+/**
+ * The model a request names. Hugging Face clients send the endpoint's URL (or "tgi") as the model:
+ * a name that is no loaded model but one of those means the default model.
+ */
+export function requestedModel (name: string | undefined, host: string | undefined, has: (name: string) => boolean): string | undefined {
+  if (name === undefined || has(name)) return name
+  if (name === 'tgi') return undefined
+  if (/^https?:\/\//.test(name) && host !== undefined) {
+    try {
+      if (new URL(name).host === host) return undefined
+    } catch { /* not a URL after all: an unknown model name */ }
+  }
+  return name
 }
 
 /** A WebSocket `generate` message (OpenAI's sampling fields). */

@@ -6,7 +6,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { CompletionBody, SessionCompletionBody, SessionId, type CompletionBodyT, type SessionCompletionBodyT } from '../generation/schemas.ts'
 import type { FinishReason, GenerationSpec, TokenInfo } from '../generation/spec.ts'
-import { completionSpec } from '../generation/validate.ts'
+import { completionSpec, echoes, requestedModel } from '../generation/validate.ts'
 import { disconnectSignal } from '../http/disconnect.ts'
 import { SseStream } from '../http/sse.ts'
 import type { LoadedModel } from '../models/registry.ts'
@@ -61,7 +61,7 @@ const openAiRoutes: FastifyPluginAsyncTypebox = async (app) => {
     const id = `cmpl-${randomUUID().replaceAll('-', '')}`
     const created = Math.floor(Date.now() / 1000)
     const withLogprobs = body.logprobs != null
-    const echoText = body.echo === true ? (typeof spec.prompt === 'string' ? spec.prompt : model.tokenizer.decode(spec.prompt)) : ''
+    const echoText = echoes(body) ? (typeof spec.prompt === 'string' ? spec.prompt : model.tokenizer.decode(spec.prompt)) : ''
     const usage = (prompt: number, completion: number) => ({ prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion })
 
     if (body.stream !== true) {
@@ -110,7 +110,8 @@ const openAiRoutes: FastifyPluginAsyncTypebox = async (app) => {
 
   app.post('/v1/completions', { schema: { body: CompletionBody, response: { 200: CompletionResponse } } }, async (request, reply) => {
     const body = request.body
-    const spec = completionSpec(body, generation.resolveModel(body.model), body.session_id ?? null)
+    const model = generation.resolveModel(requestedModel(body.model, request.headers.host, (n) => registry.has(n)))
+    const spec = completionSpec(body, model, body.session_id ?? null)
     return await completion(request, reply, body, spec)
   })
 

@@ -15,6 +15,12 @@ const opsRoutes: FastifyPluginAsyncTypebox = async (app) => {
     metrics.sessions.set(sessions.size)
     metrics.residentSessions.set(sessions.residentCount)
     metrics.sessionStateBytes.set(sessions.residentBytes)
+    for (const m of registry.list()) {
+      const q = generation.queueWait(m.name)
+      metrics.queueWaiting.set({ model: m.name }, q.waiting)
+      metrics.queueOldestWait.set({ model: m.name }, q.oldestMs / 1000)
+      metrics.queueExpectedWait.set({ model: m.name }, q.expectedMs / 1000)
+    }
     return await reply.header('content-type', metrics.registry.contentType).send(await metrics.registry.metrics())
   })
 

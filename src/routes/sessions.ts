@@ -1,7 +1,7 @@
 // Sessions: create (optionally prefilled), list, inspect, delete, fork, export/import state.
 // Completions that continue a session live with the other completions (openai.ts).
 import { Type } from '@sinclair/typebox'
-import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { FastifyPluginAsyncTypebox, TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { InvalidError } from '../errors.ts'
 import { MAX_PROMPT_CHARS, ModelName, SessionId } from '../generation/schemas.ts'
 import { disconnectSignal } from '../http/disconnect.ts'
@@ -46,8 +46,6 @@ function view (s: SessionInfo) {
 const sessionRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { sessions, generation } = app.t2r
 
-  app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: STATE_LIMIT }, (_req, body, done) => { done(null, body) })
-
   app.post('/v1/sessions', { schema: { body: CreateBody, response: { 201: Session } } }, async (request, reply) => {
     const body = request.body ?? {}
     const model = generation.resolveModel(body.model)
@@ -85,9 +83,15 @@ const sessionRoutes: FastifyPluginAsyncTypebox = async (app) => {
       .send(buf)
   })
 
-  app.put('/v1/sessions/:id/state', { schema: { params: IdParams, response: { 200: Session } }, bodyLimit: STATE_LIMIT }, async (request) => {
-    if (!Buffer.isBuffer(request.body)) throw new InvalidError('send the state as application/octet-stream', 'body')
-    return view(await sessions.importState(request.params.id, request.body))
+  // Binary bodies are accepted on this route only, in their own scope: anywhere else an
+  // octet-stream body is refused by its content type (415) before a byte of it is read.
+  await app.register(async (plain) => {
+    const scoped = plain.withTypeProvider<TypeBoxTypeProvider>()
+    scoped.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: STATE_LIMIT }, (_req, body, done) => { done(null, body) })
+    scoped.put('/v1/sessions/:id/state', { schema: { params: IdParams, response: { 200: Session } }, bodyLimit: STATE_LIMIT }, async (request) => {
+      if (!Buffer.isBuffer(request.body)) throw new InvalidError('send the state as application/octet-stream', 'body')
+      return view(await sessions.importState(request.params.id, request.body))
+    })
   })
 }
 
