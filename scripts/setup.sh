@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what t2r-serve needs on a fresh Debian 12 machine with Node 20 and npm 11:
 # Debian's PyTorch (with OpenBLAS: 12x faster) for the trainer, a C++ toolchain for
-# better-sqlite3's native build, and the npm packages. onnxruntime-node's install script (a CUDA
-# download from outside the registries) stays denied: package.json's allowScripts and the
-# environment variable below both say so. The CPU binaries ship inside the npm package.
+# better-sqlite3's native build, Prometheus (test/ops scrapes a running server with it), and the
+# npm packages. onnxruntime-node's install script (a CUDA download from outside the registries)
+# stays denied: package.json's allowScripts and the environment variable below both say so. The
+# CPU binaries ship inside the npm package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""
@@ -11,6 +12,6 @@ SUDO=""
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
-  python3 python3-torch python3-numpy python3-pytest libopenblas0-pthread make g++ ca-certificates >/dev/null
+  python3 python3-torch python3-numpy python3-pytest libopenblas0-pthread make g++ ca-certificates prometheus >/dev/null
 export ONNXRUNTIME_NODE_INSTALL=skip
 npm ci --no-fund --no-audit

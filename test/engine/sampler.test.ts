@@ -1,6 +1,6 @@
 import t from 'tap'
 import { Rng } from '../../src/engine/rng.ts'
-import { applyPenalties, candidates, GREEDY, sampleToken, TokenHistory, type SamplingParams } from '../../src/engine/sampler.ts'
+import { applyPenalties, candidates, GREEDY, SamplingError, sampleToken, TokenHistory, type SamplingParams } from '../../src/engine/sampler.ts'
 
 const logits = (): Float32Array => Float32Array.from([1, 3, 2, 0.5, -1, 2.9])
 const params = (p: Partial<SamplingParams>): SamplingParams => ({ ...GREEDY, temperature: 1, ...p })
@@ -30,9 +30,16 @@ t.test('top_k keeps the k most likely, top_p the smallest set reaching p', async
 })
 
 t.test('typical_p keeps the tokens whose surprise is nearest the entropy', async (t) => {
-  const kept = candidates(Float32Array.from([5, 0, 0, 0, 0, 0, 0, 0]), params({ typicalP: 0.5 }))
-  t.notOk(kept.some((c) => c.id === 0) && kept.length === 8, 'truncates')
-  t.ok(kept.length >= 1)
+  // p = [0.45, 0.25, 0.2, 0.1]: entropy 1.2581 nats; surprises 0.799, 1.386, 1.609, 2.303 are
+  // 0.460, 0.128, 0.351, 1.045 from it, so the typical order is 1, 2, 0, 3 with cumulative mass
+  // 0.25, 0.45, 0.9, 1. The most likely token is the first one typical_p drops.
+  const row = (): Float32Array => Float32Array.from([0.45, 0.25, 0.2, 0.1].map(Math.log))
+  const kept = (typicalP: number): Array<{ id: number, prob: number }> => candidates(row(), params({ typicalP }))
+  t.same(kept(0.2).map((c) => c.id), [1])
+  t.same(kept(0.4).map((c) => c.id), [1, 2])
+  t.ok(Math.abs(kept(0.4)[0].prob - 0.25 / 0.45) < 1e-6 && Math.abs(kept(0.4)[1].prob - 0.2 / 0.45) < 1e-6, 'renormalised')
+  t.same(kept(0.85).map((c) => c.id), [0, 1, 2])
+  t.same(kept(1).map((c) => c.id), [0, 1, 2, 3])
 })
 
 t.test('low temperature concentrates, high temperature flattens', async (t) => {
@@ -46,7 +53,7 @@ t.test('repetition, frequency and presence penalties push seen tokens down', asy
   history.addOutput(1)
   history.addOutput(1)
   t.equal(sampleToken(logits(), params({ temperature: 0, repetitionPenalty: 2 }), history, new Rng(1)).id, 5)
-  const l = logits()
+  const l = Float64Array.from(logits())
   const h = new TokenHistory()
   h.addOutput(5)
   h.addOutput(5)
@@ -68,4 +75,104 @@ t.test('top logprobs list the n most likely under the model', async (t) => {
   const s = sampleToken(logits(), params({ temperature: 0, topLogprobs: 3 }), new TokenHistory(), new Rng(1))
   t.same(s.top.map((c) => c.id), [1, 5, 2])
   t.ok(s.top[0].logprob > s.top[1].logprob)
+})
+
+t.test('a tiny temperature is greedy, not a division overflow', async (t) => {
+  for (const temperature of [1e-38, 5e-324, Number.MIN_VALUE, 1e-300]) {
+    const s = sampleToken(logits(), params({ temperature }), new TokenHistory(), new Rng(3))
+    t.equal(s.id, 1, `temperature ${temperature}`)
+    t.ok(Number.isFinite(s.logprob))
+    t.same(candidates(logits(), params({ temperature })), [{ id: 1, prob: 1 }])
+  }
+  const tie = candidates(Float32Array.from([2, 5, 5, 1]), params({ temperature: 1e-38 }))
+  t.same(tie.map((c) => c.id).sort(), [1, 2], 'tied best tokens share the draw')
+})
+
+t.test('a tiny repetition penalty on huge logits leaves a usable distribution', async (t) => {
+  const history = new TokenHistory()
+  history.addPrompt([0, 1, 2, 3, 4, 5])
+  const row = (): Float32Array => Float32Array.from([1, 3e38, 2, -3e38, -1, 3e38])
+  // 3e38 / 1e-38 is a finite double, so the order survives; x / 5e-324 passes the largest double
+  // for every positive x, so those scores saturate and tie.
+  for (const [repetitionPenalty, best] of [[1e-38, [1, 5]], [5e-324, [0, 1, 2, 5]]] as Array<[number, number[]]>) {
+    for (const temperature of [0, 1, 1e-38]) {
+      const s = sampleToken(row(), params({ temperature, repetitionPenalty }), history, new Rng(5))
+      t.ok(best.includes(s.id), `penalty ${repetitionPenalty}, temperature ${temperature}: id ${s.id}`)
+      t.ok(Number.isFinite(s.logprob))
+    }
+  }
+})
+
+t.test('NaN logits are never drawn; a row with nothing drawable is a SamplingError', async (t) => {
+  const row = Float32Array.from([NaN, 1, NaN, -Infinity, 0.5])
+  t.equal(sampleToken(row, GREEDY, new TokenHistory(), new Rng(1)).id, 1)
+  const ids = new Set(Array.from({ length: 200 }, (_, i) => sampleToken(row, params({ topLogprobs: 5 }), new TokenHistory(), new Rng(i)).id))
+  t.same([...ids].sort(), [1, 4])
+  t.same(sampleToken(row, params({ topLogprobs: 5 }), new TokenHistory(), new Rng(1)).top.map((c) => c.id), [1, 4], 'top lists only tokens the model gives a probability')
+  for (const bad of [[NaN, NaN], [-Infinity, NaN, -Infinity], []]) {
+    for (const temperature of [0, 1]) {
+      t.throws(() => sampleToken(Float32Array.from(bad), params({ temperature }), new TokenHistory(), new Rng(1)), SamplingError, `[${bad.join()}] at temperature ${temperature}`)
+    }
+  }
+})
+
+t.test('+inf logits share the draw and get log(1/count) under the model', async (t) => {
+  const row = Float32Array.from([Infinity, 1e30, Infinity, 0])
+  const s = sampleToken(row, params({ topLogprobs: 4 }), new TokenHistory(), new Rng(9))
+  t.ok(s.id === 0 || s.id === 2)
+  t.ok(Math.abs(s.logprob - Math.log(0.5)) < 1e-12, `logprob ${s.logprob}`)
+  t.same(s.top.map((c) => c.id).slice(0, 2).sort(), [0, 2])
+  t.ok(s.top.every((c) => Number.isFinite(c.logprob)))
+})
+
+// Random draws from the ranges the request schemas admit (TGI and OpenAI together), with the
+// boundary and denormal values that break naive arithmetic drawn often.
+t.test('every admitted parameter combination samples a valid token with a finite logprob', async (t) => {
+  const r = new Rng(20240601)
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r.next() * xs.length)]
+  const int = (lo: number, hi: number): number => lo + Math.floor(r.next() * (hi - lo + 1))
+  const logUniform = (lo: number, hi: number): number => Math.exp(Math.log(lo) + r.next() * (Math.log(hi) - Math.log(lo)))
+  const temperature = (): number => pick([0, 0, 1, 100, 1e-38, 5e-324, 1e-7, logUniform(1e-300, 100), logUniform(0.01, 100)])
+  const unit = (): number => pick([1, 1, 1e-300, 5e-324, 1 - 1e-16, 0.5, r.next() || 1, logUniform(1e-300, 1)])
+  const penalty = (): number => pick([1, 1e-38, 5e-324, 10, 0.5, logUniform(1e-300, 10)])
+  const signed = (): number => pick([0, -2, 2, r.next() * 4 - 2])
+  const logit = (): number => pick([NaN, Infinity, -Infinity, 3.4e38, -3.4e38, 1e-40, 0, (r.next() - 0.5) * 40, (r.next() - 0.5) * 40, (r.next() - 0.5) * 40])
+  let sampled = 0
+  let refused = 0
+  for (let trial = 0; trial < 20000; trial++) {
+    const vocab = int(1, 40)
+    const row = Float32Array.from({ length: vocab }, logit)
+    const p: SamplingParams = {
+      temperature: temperature(),
+      topK: pick([0, 1, vocab, vocab + 7, int(0, vocab)]),
+      topP: unit(),
+      typicalP: unit(),
+      repetitionPenalty: penalty(),
+      frequencyPenalty: signed(),
+      presencePenalty: signed(),
+      topLogprobs: int(0, vocab + 2)
+    }
+    const history = new TokenHistory()
+    history.addPrompt(Array.from({ length: int(0, 8) }, () => int(0, vocab - 1)))
+    for (let i = int(0, 8); i > 0; i--) history.addOutput(int(0, vocab - 1))
+    const allFinite = row.every(Number.isFinite)
+    const lse = allFinite && r.next() < 0.5 ? Math.log(row.reduce((a, x) => a + Math.exp(x - Math.max(...row)), 0)) + Math.max(...row) : undefined
+    const drawable = row.filter((x) => x > -Infinity).length // NaN > -Infinity is false
+    const what = `trial ${trial}: ${JSON.stringify({ p, row: Array.from(row, String), lse })}`
+    let s
+    try {
+      s = sampleToken(row, p, history, new Rng(trial), lse)
+    } catch (err) {
+      if (drawable === 0 && err instanceof SamplingError) { refused++; continue }
+      t.fail(`${what} threw ${String(err)}`)
+      break
+    }
+    const ok = drawable > 0 && Number.isInteger(s.id) && s.id >= 0 && s.id < vocab &&
+      Number.isFinite(s.logprob) && s.logprob <= 1e-9 &&
+      s.top.length === Math.min(p.topLogprobs, drawable) &&
+      s.top.every((c) => Number.isInteger(c.id) && c.id >= 0 && c.id < vocab && Number.isFinite(c.logprob))
+    if (!ok) { t.fail(`${what} gave ${JSON.stringify(s)}`); break }
+    sampled++
+  }
+  t.ok(sampled > 15000 && refused > 0, `${sampled} sampled, ${refused} rows with nothing drawable refused`)
 })

@@ -67,13 +67,18 @@ export async function metricValue (url: string, name: string, labels = ''): Prom
   return line === undefined ? NaN : Number(line.split(' ').pop())
 }
 
+/** A loopback port nothing listens on right now, for a child process to listen on. */
+export async function freePort (): Promise<number> {
+  const { createServer } = await import('node:net')
+  return await new Promise<number>((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => { const p = (s.address() as { port: number }).port; s.close(() => { resolve(p) }) })
+  })
+}
+
 /** A server in its own process (`tsx src/main.ts`), for tests that kill it. */
 export async function spawnServer (env: Record<string, string>): Promise<{ url: string, kill: (signal: NodeJS.Signals) => Promise<void> }> {
   const { spawn } = await import('node:child_process')
-  const { createServer } = await import('node:net')
-  const port = await new Promise<number>((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => { const p = (s.address() as { port: number }).port; s.close(() => { resolve(p) }) })
-  })
+  const port = await freePort()
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
     cwd: new URL('../..', import.meta.url).pathname,
     env: { ...process.env, PORT: String(port), LOG_LEVEL: 'warn', T2R_INTRA_OP_THREADS: '1', ...env },
