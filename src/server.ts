@@ -24,8 +24,9 @@ export async function buildServer (config: Config): Promise<Server> {
   const app = Fastify({
     bodyLimit: config.bodyLimit,
     requestTimeout: config.requestTimeoutMs,
-    // How often Node checks requestTimeout (its default, 30 s, would let a slow body live twice as long).
-    http: { connectionsCheckingInterval: Math.min(1000, config.requestTimeoutMs) },
+    // Node arms its request-timeout checks only for a timeout given when the server is created, and
+    // checks every 30 s by default (a slow body would live twice as long): both are set here.
+    http: { requestTimeout: config.requestTimeoutMs, connectionsCheckingInterval: Math.min(1000, config.requestTimeoutMs) },
     connectionTimeout: 0,
     keepAliveTimeout: 65_000,
     return503OnClosing: true,
