@@ -46,8 +46,12 @@ function view (s: SessionInfo) {
 const sessionRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { sessions, generation } = app.t2r
 
-  app.post('/v1/sessions', { schema: { body: CreateBody, response: { 201: Session } } }, async (request, reply) => {
-    const body = request.body ?? {}
+  app.post('/v1/sessions', {
+    schema: { body: CreateBody, response: { 201: Session } },
+    // A bare POST (no body at all) creates an empty session, as an empty object would.
+    preValidation: async (request) => { request.body ??= {} }
+  }, async (request, reply) => {
+    const body = request.body
     const model = generation.resolveModel(body.model)
     const info = await sessions.create(model.name)
     if (body.prompt !== undefined && body.prompt !== '') {

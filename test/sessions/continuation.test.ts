@@ -81,3 +81,9 @@ t.test('unknown session 404, busy session 409, deleted session gone', async (t) 
   t.equal((await fetch(`${srv.url}/v1/sessions/${s.id}`, { method: 'DELETE' })).status, 200)
   t.equal((await fetch(`${srv.url}/v1/sessions/${s.id}`)).status, 404)
 })
+
+t.test('a bare POST /v1/sessions (no body) creates an empty session', async (t) => {
+  const res = await fetch(`${srv.url}/v1/sessions`, { method: 'POST' })
+  t.equal(res.status, 201)
+  t.match(await res.json(), { object: 'session', tokens_consumed: 0, pending_tokens: 0 })
+})
