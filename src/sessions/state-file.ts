@@ -64,10 +64,13 @@ function digest (claims: Omit<StateHeader, 'sha256'>, body: Uint8Array): string 
   return createHash('sha256').update(JSON.stringify(claims)).update(body).digest('hex')
 }
 
-export function encodeState (manifest: Manifest, state: SessionState, extra: Partial<Pick<StateHeader, 'created_at' | 'session_id'>> = {}): Buffer {
+type Claims = Omit<StateHeader, 'sha256'>
+type Extra = Partial<Pick<StateHeader, 'created_at' | 'session_id'>>
+
+function claimsOf (manifest: Manifest, state: SessionState, extra: Extra): { claims: Claims, body: Buffer } {
   const tensors = state.tensors ?? []
   const body = Buffer.concat(tensors.map((t) => Buffer.from(t.buffer, t.byteOffset, t.byteLength)))
-  const claims: Omit<StateHeader, 'sha256'> = {
+  const claims: Claims = {
     ...extra,
     model: manifest.name,
     architecture: manifest.architecture,
@@ -75,12 +78,32 @@ export function encodeState (manifest: Manifest, state: SessionState, extra: Par
     pending: state.pending,
     tensors: tensors.map((_, i) => ({ name: manifest.state[i].name, shape: stateShape(manifest.state[i], state.position), dtype: 'float32' }))
   }
-  const json = Buffer.from(JSON.stringify({ ...claims, sha256: digest(claims, body) }))
+  return { claims, body }
+}
+
+function assemble (claims: Claims, sha256: string, body: Buffer): Buffer {
+  const json = Buffer.from(JSON.stringify({ ...claims, sha256 }))
   const prefix = Buffer.alloc(PREFIX_BYTES)
   prefix.write(MAGIC, 0, 'latin1')
   prefix.writeUInt32LE(VERSION, 4)
   prefix.writeUInt32LE(json.length, 8)
   return Buffer.concat([prefix, json, body])
+}
+
+export function encodeState (manifest: Manifest, state: SessionState, extra: Extra = {}): Buffer {
+  const { claims, body } = claimsOf(manifest, state, extra)
+  return assemble(claims, digest(claims, body), body)
+}
+
+/**
+ * encodeState with the SHA-256 computed on libuv's thread pool (WebCrypto) instead of the event
+ * loop: a softmax KV cache of tens of megabytes would otherwise stall every request while hashed.
+ */
+export async function encodeStateAsync (manifest: Manifest, state: SessionState, extra: Extra = {}): Promise<Buffer> {
+  const { claims, body } = claimsOf(manifest, state, extra)
+  const hashed = Buffer.concat([Buffer.from(JSON.stringify(claims)), body])
+  const sha = Buffer.from(await crypto.subtle.digest('SHA-256', hashed)).toString('hex')
+  return assemble(claims, sha, body)
 }
 
 /** Reads and checks the header on its own (what a listing needs); decodeState checks the rest. */

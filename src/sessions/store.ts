@@ -8,7 +8,7 @@ import { readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { BusyError, NotFoundError } from '../errors.ts'
 import type { Manifest } from '../models/manifest.ts'
-import { decodeState, encodeState, readHeader, stateBytes, type SessionState } from './state-file.ts'
+import { decodeState, encodeStateAsync, readHeader, stateBytes, type SessionState } from './state-file.ts'
 
 export const SESSION_ID = /^[A-Za-z0-9_-]{1,64}$/
 
@@ -121,7 +121,7 @@ export class SessionStore {
 
   async exportState (id: string): Promise<Buffer> {
     const e = this.entry(id)
-    return encodeState(this.manifest(e.info.model), await this.load(id), { session_id: id })
+    return await encodeStateAsync(this.manifest(e.info.model), await this.load(id), { session_id: id })
   }
 
   async importState (id: string, buf: Buffer): Promise<SessionInfo> {
@@ -166,8 +166,11 @@ export class SessionStore {
   /** Queues an atomic write of the session's current state after its previous write. */
   private async persist (id: string): Promise<void> {
     const e = this.entries.get(id)!
-    const buf = encodeState(this.manifest(e.info.model), e.state!, { session_id: id, created_at: new Date(e.info.createdAt).toISOString() })
+    // Encoded now (the state may be replaced before this write runs); hashed off the event loop.
+    const encoding = encodeStateAsync(this.manifest(e.info.model), e.state!, { session_id: id, created_at: new Date(e.info.createdAt).toISOString() })
+    encoding.catch(() => {}) // handled where the write awaits it; not an unhandled rejection meanwhile
     const write = async (): Promise<void> => {
+      const buf = await encoding
       if (this.entries.get(id) !== e) return // deleted meanwhile: no file may reappear
       const tmp = `${this.file(id)}.tmp`
       await writeFile(tmp, buf)
