@@ -42,7 +42,8 @@ const FLAGS = {
   'log-level': { type: 'string', env: 'LOG_LEVEL' },
   python: { type: 'string', env: 'T2R_PYTHON' },
   conversions: { type: 'string', env: 'T2R_CONVERSIONS' },
-  'max-queued-conversions': { type: 'string', env: 'T2R_MAX_QUEUED_CONVERSIONS' }
+  'max-queued-conversions': { type: 'string', env: 'T2R_MAX_QUEUED_CONVERSIONS' },
+  'max-corpus-bytes': { type: 'string', env: 'T2R_MAX_CORPUS_BYTES' }
 } as const
 
 type FlagName = keyof typeof FLAGS
@@ -82,7 +83,7 @@ export function loadConfig (argv: string[] = [], env: NodeJS.ProcessEnv = proces
     sessionTtlSeconds: int('session ttl', get('session-ttl'), 3600, 1),
     maxResidentSessions: int('max resident sessions', get('max-resident-sessions'), 256, 1),
     logLevel: get('log-level') ?? 'info',
-    conversions: { enabled: get('conversions') !== 'off', maxQueued: int('max queued conversions', get('max-queued-conversions'), 4, 1), pythonBin: get('python') ?? '/usr/bin/python3', maxCorpusBytes: 2 * 1024 * 1024 }
+    conversions: { enabled: get('conversions') !== 'off', maxQueued: int('max queued conversions', get('max-queued-conversions'), 4, 1), pythonBin: get('python') ?? '/usr/bin/python3', maxCorpusBytes: int('max corpus bytes', get('max-corpus-bytes'), 2 * 1024 * 1024, 1) }
   }
 }
 

@@ -4,6 +4,7 @@
 // the batch axis while it decodes in a batch (restacked only when the batch's members change).
 import { parentPort, workerData } from 'node:worker_threads'
 import ort from 'onnxruntime-node'
+import { ONNX_NAMES } from '../contract/onnx-io.ts'
 import { stateElements, stateShape, type StateTensorSpec } from '../models/manifest.ts'
 import { StreamingDetokenizer } from './detokenizer.ts'
 import { createSession } from './ort-session.ts'
@@ -139,8 +140,8 @@ function advance (seq: Sequence, logits: Float32Array, lse: number | undefined, 
 function feeds (inputIds: number[][], positions: number[], state: Float32Array[]): Record<string, ort.Tensor> {
   const b = inputIds.length
   const out: Record<string, ort.Tensor> = {
-    input_ids: ids2d(inputIds),
-    position_offset: new ort.Tensor('int64', BigInt64Array.from(positions.map((p) => BigInt(p))), [b])
+    [ONNX_NAMES.inputIds]: ids2d(inputIds),
+    [ONNX_NAMES.positionOffset]: new ort.Tensor('int64', BigInt64Array.from(positions.map((p) => BigInt(p))), [b])
   }
   specs.forEach((s, i) => { out[s.name] = tensor(state[i], stateShape(s, positions[0], b)) })
   return out
@@ -148,7 +149,7 @@ function feeds (inputIds: number[][], positions: number[], state: Float32Array[]
 
 /** The row's log-sum-exp when the graph exports one (an optional `logsumexp` output). */
 function lseOf (out: ort.InferenceSession.OnnxValueMapType, row: number): number | undefined {
-  const t = out.logsumexp as ort.Tensor | undefined
+  const t = out[ONNX_NAMES.logsumexp] as ort.Tensor | undefined
   return t === undefined ? undefined : (t.data as Float32Array)[row]
 }
 
@@ -157,7 +158,7 @@ async function runAlone (seq: Sequence, ids: number[], sample: boolean, events: 
   const out = await session.run(feeds([ids], [seq.position], seq.state!))
   seq.state = specs.map((s) => out[s.output].data as Float32Array)
   seq.position += ids.length
-  if (sample) advance(seq, (out.logits.data as Float32Array).subarray(0, vocab), lseOf(out, 0), events)
+  if (sample) advance(seq, (out[ONNX_NAMES.logits].data as Float32Array).subarray(0, vocab), lseOf(out, 0), events)
 }
 
 async function prefill (seq: Sequence, n: number, events: SeqEvent[]): Promise<void> {
@@ -180,7 +181,7 @@ async function decode (seqs: Sequence[], events: SeqEvent[]): Promise<void> {
   const b = batch
   const out = await session.run(feeds(seqs.map((s) => [s.next!]), seqs.map((s) => s.position), b.state))
   b.state = specs.map((s) => out[s.output].data as Float32Array)
-  const logits = out.logits.data as Float32Array
+  const logits = out[ONNX_NAMES.logits].data as Float32Array
   seqs.forEach((seq, r) => {
     seq.position += 1
     advance(seq, logits.subarray(r * vocab, (r + 1) * vocab), lseOf(out, r), events)
