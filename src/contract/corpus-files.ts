@@ -2,6 +2,7 @@
 // every document followed by the end-of-text token, and meta.json checked against
 // contract/corpus-meta.schema.json. scripts/prepare-corpus.ts and conversion jobs both use it; the
 // trainer reads the folders (trainer/t2r/data.py).
+import { randomUUID } from 'node:crypto'
 import { endianness } from 'node:os'
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -55,7 +56,7 @@ export interface SplitData {
 }
 
 export async function writeTokenFile (path: string, ids: Uint16Array): Promise<void> {
-  const partial = `${path}.partial-${process.pid}`
+  const partial = `${path}.partial-${randomUUID()}`
   await writeFile(partial, Buffer.from(ids.buffer, ids.byteOffset, ids.byteLength))
   await rename(partial, path)
 }

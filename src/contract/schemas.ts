@@ -1,6 +1,7 @@
 // TypeScript's static view of the contract's JSON Schemas (contract/*.schema.json). The JSON files
-// are what both sides validate against; these TypeBox mirrors exist only to give the TypeScript
-// types, and test/contract/schemas.test.ts fails unless each one serializes to its JSON file.
+// are what both sides validate against; these TypeBox mirrors exist to give the TypeScript types,
+// and test/contract/schemas.test.ts fails unless each one serializes to its JSON file. (RecipeSchema
+// has no JSON file: it checks contract/recipe.json when src/contract/recipe.ts loads it.)
 import { Type, type Static } from '@sinclair/typebox'
 
 const Dim = Type.Union([Type.Integer({ minimum: 1 }), Type.String({ minLength: 1 })])

@@ -13,20 +13,36 @@ export async function tokenize (model: LoadedModel, docs: string[]): Promise<Uin
   return await encodeDocuments(async (text) => await model.tokenizer.encode(text), docs, model.manifest.eos_token_id, model.manifest.vocab_size)
 }
 
-/** The SOTU splits for this model's tokenizer, tokenized once and cached under `cacheDir`. */
-export async function sotuSplit (model: LoadedModel, split: Split, cacheDir: string): Promise<Uint16Array> {
-  const path = join(cacheDir, model.name, tokenFileName(split))
-  if (existsSync(path)) return await readTokenFile(path)
-  const ids = await tokenize(model, addressesOf(split).map((a) => a.text))
-  await mkdir(dirname(path), { recursive: true })
-  await writeTokenFile(path, ids)
-  return ids
+/** The SOTU splits tokenized with each model's tokenizer, once: kept under `dir` across restarts,
+ * and shared by submissions that ask at the same time. */
+export class SotuCache {
+  private readonly pending = new Map<string, Promise<Uint16Array>>()
+
+  constructor (readonly dir: string) {}
+
+  async split (model: LoadedModel, split: Split): Promise<Uint16Array> {
+    const path = join(this.dir, model.name, tokenFileName(split))
+    let ids = this.pending.get(path)
+    if (ids === undefined) {
+      ids = this.load(model, split, path).finally(() => { this.pending.delete(path) })
+      this.pending.set(path, ids)
+    }
+    return await ids
+  }
+
+  private async load (model: LoadedModel, split: Split, path: string): Promise<Uint16Array> {
+    if (existsSync(path)) return await readTokenFile(path)
+    const ids = await tokenize(model, addressesOf(split).map((a) => a.text))
+    await mkdir(dirname(path), { recursive: true })
+    await writeTokenFile(path, ids)
+    return ids
+  }
 }
 
-export async function writeJobData (dir: string, model: LoadedModel, cacheDir: string, train: Uint16Array): Promise<void> {
+export async function writeJobData (dir: string, model: LoadedModel, sotu: SotuCache, train: Uint16Array): Promise<void> {
   await writeCorpus(dir, model.manifest, {
     train: { ids: train },
-    validation: { ids: await sotuSplit(model, 'validation', cacheDir) },
-    test: { ids: await sotuSplit(model, 'test', cacheDir) }
+    validation: { ids: await sotu.split(model, 'validation') },
+    test: { ids: await sotu.split(model, 'test') }
   })
 }

@@ -13,7 +13,7 @@ import { parseManifest } from '../models/manifest.ts'
 import { checkParity, parityFailure } from '../models/parity.ts'
 import type { LoadedModel, ModelRegistry } from '../models/registry.ts'
 import { readCorpusFile } from './corpus-file.ts'
-import { sotuSplit, tokenize, writeJobData } from './corpus.ts'
+import { SotuCache, tokenize, writeJobData } from './corpus.ts'
 import { JOB_STATUSES, JobStore, type ConversionParams, type Job } from './job-store.ts'
 import { jobTrainerArgs } from './trainer-args.ts'
 import { TrainerProcess } from './trainer-process.ts'
@@ -27,6 +27,7 @@ export interface ConversionRequest extends Omit<ConversionParams, 'corpus'> {
 export class ConversionService extends EventEmitter {
   private readonly store: JobStore
   private readonly root: string
+  private readonly sotu: SotuCache
   private running: { id: string, proc: TrainerProcess | null, cancelled: boolean } | null = null
   /** Names of submissions still preparing their data: they hold their name and a queue slot. */
   private readonly preparing = new Set<string>()
@@ -43,6 +44,7 @@ export class ConversionService extends EventEmitter {
     this.root = resolve(config.dataDir, 'conversions')
     mkdirSync(this.root, { recursive: true })
     this.store = new JobStore(join(this.root, 'jobs.sqlite'))
+    this.sotu = new SotuCache(join(this.root, 'corpus-cache'))
     // Jobs that were running when the server stopped resume from their last checkpoint.
     for (const job of this.store.withStatus('running')) this.store.update(job.id, { status: 'queued' })
     this.refreshMetrics()
@@ -76,7 +78,7 @@ export class ConversionService extends EventEmitter {
       const train = await this.trainTokens(source, req.corpus)
       const needed = req.batch_size * req.sequence_length + 1
       if (train.length < needed) throw unprocessable(`corpus has ${train.length} tokens; one batch of ${req.batch_size}×${req.sequence_length} needs ${needed}`, 'corpus')
-      await writeJobData(join(this.root, id, 'data'), source, this.corpusCache, train)
+      await writeJobData(join(this.root, id, 'data'), source, this.sotu, train)
       const corpus: ConversionParams['corpus'] = req.corpus.type === 'text' ? { type: 'text', bytes: Buffer.byteLength(req.corpus.text) } : req.corpus
       const job: Job = {
         id, status: 'queued', params: { ...req, corpus }, created_at: Date.now(), started_at: null, finished_at: null,
@@ -131,11 +133,9 @@ export class ConversionService extends EventEmitter {
     this.store.close()
   }
 
-  private get corpusCache (): string { return join(this.root, 'corpus-cache') }
-
   private async trainTokens (source: LoadedModel, corpus: ConversionRequest['corpus']): Promise<Uint16Array> {
     const maxBytes = this.config.conversions.maxCorpusBytes
-    if (corpus.type === 'sotu') return await sotuSplit(source, 'train', this.corpusCache)
+    if (corpus.type === 'sotu') return await this.sotu.split(source, 'train')
     if (corpus.type === 'text') {
       if (Buffer.byteLength(corpus.text) > maxBytes) throw unprocessable(`corpus.text exceeds ${maxBytes} bytes`, 'corpus.text')
       return await tokenize(source, [corpus.text])

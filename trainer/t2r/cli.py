@@ -178,8 +178,8 @@ def _package(model: Transformer, args, meta: dict, test_ids, tokenizer: str, tra
             "trained_positions": cfg.max_positions,
             "eos_token_id": meta["eos_token_id"], "state": state_spec(model),
             "training": training,
-            "metrics": {"test_perplexity": round(final.perplexity, 4), "test_tokens": final.tokens, "eval_window": args.seq,
-                        **extra.pop("metrics", {})},
+            "metrics": {"test_perplexity": round(final.perplexity, 4), "test_tokens": final.tokens,
+                        "eval_window": args.seq, **extra.pop("metrics", {})},
             "generation_defaults": {"max_new_tokens": 128, "temperature": 0.8, "top_p": 0.95, "repetition_penalty": 1.1},
             **extra,
         }

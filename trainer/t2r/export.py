@@ -1,4 +1,5 @@
-"""ONNX export per DESIGN.md §3, and the reference logits the server checks the export against."""
+"""ONNX export in the shape of contract/onnx-io.json (DESIGN.md §3), and the reference logits the server
+checks the export against."""
 from __future__ import annotations
 
 import base64
@@ -25,8 +26,8 @@ class StepGraph(nn.Module):
         caches = [(state_a[i], state_b[i]) for i in range(self.model.cfg.layers)]
         logits, new = self.model(input_ids, position_offset, caches, last_only=True)
         last = logits[:, -1, :]
-        # logsumexp: an extra output beside the contract's, so the server gets log-probabilities
-        # without an exp over the vocabulary per token in JavaScript.
+        # logsumexp (onnx-io.json's extra output): the server gets log-probabilities without an exp
+        # over the vocabulary per token in JavaScript.
         return last, torch.stack([c[0] for c in new]), torch.stack([c[1] for c in new]), torch.logsumexp(last, dim=-1)
 
 
@@ -60,7 +61,8 @@ def export_onnx(model: Transformer, path: str) -> None:
     state = state_tensors(model.cfg.attention)
     # Softmax: a cache of 2 past tokens, so the traced graph keeps the past axis dynamic.
     a, b = empty_state(model, 1, past=2)
-    outputs = ONNX_IO["outputs"] + [{"name": t["output"], "shape": t["output_shape"]} for t in state] + ONNX_IO["extra_outputs"]
+    state_outputs = [{"name": t["output"], "shape": t["output_shape"]} for t in state]
+    outputs = ONNX_IO["outputs"] + state_outputs + ONNX_IO["extra_outputs"]
     dynamic = {**_dynamic_axes(ONNX_IO["inputs"]), **_dynamic_axes(state), **_dynamic_axes(outputs)}
     with torch.no_grad():
         torch.onnx.export(StepGraph(model), (ids, offset, a, b), path, opset_version=ONNX_IO["opset"],

@@ -162,5 +162,6 @@ def test_the_teacher_is_scored_once_per_teacher_and_test_tokens(runs):
     assert first[0]["perplexity"] == second[0]["perplexity"]
     base = json.load(open(work / "base" / "model.json"))
     assert first[0]["perplexity"] == base["metrics"]["test_perplexity"]
-    assert json.load(open(work / "conv-2" / "model.json"))["metrics"]["teacher_test_perplexity"] == second[0]["perplexity"]
+    conv2 = json.load(open(work / "conv-2" / "model.json"))
+    assert conv2["metrics"]["teacher_test_perplexity"] == second[0]["perplexity"]
 
