@@ -31,6 +31,7 @@ COPY tsconfig.json ./
 COPY src/ ./src/
 COPY scripts/ ./scripts/
 COPY trainer/ ./trainer/
+COPY contract/ ./contract/
 COPY models/ ./models/
 
 # Run as the image's unprivileged `node` user (uid 1000). /data holds the SQLite database

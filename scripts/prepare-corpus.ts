@@ -1,4 +1,5 @@
-// Trains the SOTU tokenizer on the train split and writes the token-id files the trainer reads:
+// Trains the SOTU tokenizer on the train split and writes the corpus folder the trainer reads
+// (contract/corpus-files.json, through the one writer in src/contract/corpus-files.ts):
 //   <out>/tokenizer.json, <out>/{train,validation,test}.bin (uint16 little-endian ids, one
 //   end-of-text token after every address) and <out>/meta.json.
 // Usage: tsx scripts/prepare-corpus.ts [--out data/sotu] [--vocab 8192] [--tokenizer path]
@@ -6,7 +7,8 @@
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { addressesOf, SPLITS } from '../src/corpus/sotu.ts'
+import { encodeDocuments, writeCorpus, type SplitData } from '../src/contract/corpus-files.ts'
+import { addressesOf, SPLITS, type Split } from '../src/corpus/sotu.ts'
 import { trainByteLevelBpe } from '../src/tokenizer/train-bpe.ts'
 import { loadTokenizer } from '../src/tokenizer/tokenizer.ts'
 
@@ -28,19 +30,14 @@ if (values.tokenizer !== undefined) {
   writeFileSync(tokenizerPath, JSON.stringify(json))
 }
 const tokenizer = loadTokenizer(tokenizerPath)
-const meta: Record<string, unknown> = { vocab_size: tokenizer.vocabSize, eos_token_id: tokenizer.eosTokenId, splits: {} }
+const splits: Partial<Record<Split, SplitData>> = {}
 for (const split of SPLITS) {
-  const ids: number[] = []
-  const addresses = addressesOf(split)
-  for (const address of addresses) {
-    ids.push(...await tokenizer.encode(address.text), tokenizer.eosTokenId)
-  }
-  writeFileSync(join(out, `${split}.bin`), Buffer.from(Uint16Array.from(ids).buffer))
-  ;(meta.splits as Record<string, unknown>)[split] = {
-    addresses: addresses.length,
-    tokens: ids.length,
-    characters: addresses.reduce((n, a) => n + a.text.length, 0)
+  const texts = addressesOf(split).map((a) => a.text)
+  splits[split] = {
+    ids: await encodeDocuments(async (text) => await tokenizer.encode(text), texts, tokenizer.eosTokenId, tokenizer.vocabSize),
+    addresses: texts.length,
+    characters: texts.reduce((n, t) => n + t.length, 0)
   }
 }
-writeFileSync(join(out, 'meta.json'), JSON.stringify(meta, null, 2) + '\n')
+const meta = await writeCorpus(out, { vocab_size: tokenizer.vocabSize, eos_token_id: tokenizer.eosTokenId }, splits)
 console.log(JSON.stringify(meta))

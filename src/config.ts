@@ -54,7 +54,8 @@ const FLAGS = {
   'max-queue-time': { type: 'string', env: 'T2R_MAX_QUEUE_SECONDS' },
   python: { type: 'string', env: 'T2R_PYTHON' },
   conversions: { type: 'string', env: 'T2R_CONVERSIONS' },
-  'max-queued-conversions': { type: 'string', env: 'T2R_MAX_QUEUED_CONVERSIONS' }
+  'max-queued-conversions': { type: 'string', env: 'T2R_MAX_QUEUED_CONVERSIONS' },
+  'max-corpus-bytes': { type: 'string', env: 'T2R_MAX_CORPUS_BYTES' }
 } as const
 
 type FlagName = keyof typeof FLAGS
@@ -98,7 +99,7 @@ export function loadConfig (argv: string[] = [], env: NodeJS.ProcessEnv = proces
     requestTimeoutMs: int('request timeout seconds', get('request-timeout'), 30, 1) * 1000,
     maxConnections: int('max connections', get('max-connections'), 1024, 1),
     maxQueueMs: int('max queue seconds', get('max-queue-time'), 10, 1) * 1000,
-    conversions: { enabled: get('conversions') !== 'off', maxQueued: int('max queued conversions', get('max-queued-conversions'), 4, 1), pythonBin: get('python') ?? '/usr/bin/python3', maxCorpusBytes: 2 * 1024 * 1024 }
+    conversions: { enabled: get('conversions') !== 'off', maxQueued: int('max queued conversions', get('max-queued-conversions'), 4, 1), pythonBin: get('python') ?? '/usr/bin/python3', maxCorpusBytes: int('max corpus bytes', get('max-corpus-bytes'), 2 * 1024 * 1024, 1) }
   }
 }
 

@@ -1,41 +1,48 @@
-// A job's data folder in the trainer's format: train.bin from the chosen corpus, test.bin from
-// the SOTU test split (held-out perplexity is always measured there), meta.json, all tokenized
-// here with the source model's tokenizer: the trainer never tokenizes.
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+// A job's data folder in the trainer's format (contract/corpus-files.json): train.bin from the
+// chosen corpus; validation.bin and test.bin from the SOTU splits (progress is scored on a sample
+// of validation, the finished model on test); meta.json. All tokenized here with the source
+// model's tokenizer: the trainer never tokenizes.
+import { existsSync } from 'node:fs'
+import { mkdir } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
+import { encodeDocuments, readTokenFile, tokenFileName, writeCorpus, writeTokenFile } from '../contract/corpus-files.ts'
 import { addressesOf, type Split } from '../corpus/sotu.ts'
 import type { LoadedModel } from '../models/registry.ts'
 
-async function encodeDocs (model: LoadedModel, docs: string[]): Promise<Uint16Array> {
-  if (model.manifest.vocab_size > 65536) throw new Error('token-id files are uint16: vocabularies above 65,536 are not supported')
-  const ids: number[] = []
-  for (const doc of docs) ids.push(...await model.tokenizer.encode(doc), model.manifest.eos_token_id)
-  return Uint16Array.from(ids)
+export async function tokenize (model: LoadedModel, docs: string[]): Promise<Uint16Array> {
+  return await encodeDocuments(async (text) => await model.tokenizer.encode(text), docs, model.manifest.eos_token_id, model.manifest.vocab_size)
 }
 
-function write (path: string, ids: Uint16Array): void {
-  writeFileSync(path, Buffer.from(ids.buffer, ids.byteOffset, ids.byteLength))
-}
+/** The SOTU splits tokenized with each model's tokenizer, once: kept under `dir` across restarts,
+ * and shared by submissions that ask at the same time. */
+export class SotuCache {
+  private readonly pending = new Map<string, Promise<Uint16Array>>()
 
-/** The SOTU splits for this model's tokenizer, tokenized once and cached under `cacheDir`. */
-export async function sotuSplit (model: LoadedModel, split: Split, cacheDir: string): Promise<Uint16Array> {
-  const dir = join(cacheDir, model.name)
-  const path = join(dir, `${split}.bin`)
-  if (!existsSync(path)) {
-    mkdirSync(dir, { recursive: true })
-    write(path, await encodeDocs(model, addressesOf(split).map((a) => a.text)))
+  constructor (readonly dir: string) {}
+
+  async split (model: LoadedModel, split: Split): Promise<Uint16Array> {
+    const path = join(this.dir, model.name, tokenFileName(split))
+    let ids = this.pending.get(path)
+    if (ids === undefined) {
+      ids = this.load(model, split, path).finally(() => { this.pending.delete(path) })
+      this.pending.set(path, ids)
+    }
+    return await ids
   }
-  const buf = readFileSync(path)
-  return new Uint16Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength))
+
+  private async load (model: LoadedModel, split: Split, path: string): Promise<Uint16Array> {
+    if (existsSync(path)) return await readTokenFile(path)
+    const ids = await tokenize(model, addressesOf(split).map((a) => a.text))
+    await mkdir(dirname(path), { recursive: true })
+    await writeTokenFile(path, ids)
+    return ids
+  }
 }
 
-export async function tokenizeText (model: LoadedModel, text: string): Promise<Uint16Array> {
-  return await encodeDocs(model, [text])
-}
-
-export function writeJobData (dir: string, model: LoadedModel, train: Uint16Array, test: Uint16Array): void {
-  mkdirSync(dir, { recursive: true })
-  write(join(dir, 'train.bin'), train)
-  write(join(dir, 'test.bin'), test)
-  writeFileSync(join(dir, 'meta.json'), JSON.stringify({ vocab_size: model.manifest.vocab_size, eos_token_id: model.manifest.eos_token_id, splits: { train: { tokens: train.length }, test: { tokens: test.length } } }))
+export async function writeJobData (dir: string, model: LoadedModel, sotu: SotuCache, train: Uint16Array): Promise<void> {
+  await writeCorpus(dir, model.manifest, {
+    train: { ids: train },
+    validation: { ids: await sotu.split(model, 'validation') },
+    test: { ids: await sotu.split(model, 'test') }
+  })
 }

@@ -3,16 +3,20 @@
 import { randomUUID } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import { cpSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs'
-import { isAbsolute, join, normalize, resolve, sep } from 'node:path'
+import { join, resolve } from 'node:path'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Config } from '../config.ts'
+import type { TrainerEvent } from '../contract/schemas.ts'
 import { conflict, notFound, overloaded, unprocessable } from '../errors.ts'
 import type { Metrics } from '../metrics.ts'
+import { parseManifest } from '../models/manifest.ts'
 import { checkParity, parityFailure } from '../models/parity.ts'
 import type { LoadedModel, ModelRegistry } from '../models/registry.ts'
-import { sotuSplit, tokenizeText, writeJobData } from './corpus.ts'
+import { readCorpusFile } from './corpus-file.ts'
+import { SotuCache, tokenize, writeJobData } from './corpus.ts'
 import { JOB_STATUSES, JobStore, type ConversionParams, type Job } from './job-store.ts'
-import { TrainerProcess, type TrainerEvent } from './trainer-process.ts'
+import { jobTrainerArgs } from './trainer-args.ts'
+import { TrainerProcess } from './trainer-process.ts'
 
 export const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
 
@@ -23,7 +27,10 @@ export interface ConversionRequest extends Omit<ConversionParams, 'corpus'> {
 export class ConversionService extends EventEmitter {
   private readonly store: JobStore
   private readonly root: string
+  private readonly sotu: SotuCache
   private running: { id: string, proc: TrainerProcess | null, cancelled: boolean } | null = null
+  /** Names of submissions still preparing their data: they hold their name and a queue slot. */
+  private readonly preparing = new Set<string>()
   private closed = false
 
   constructor (
@@ -37,6 +44,7 @@ export class ConversionService extends EventEmitter {
     this.root = resolve(config.dataDir, 'conversions')
     mkdirSync(this.root, { recursive: true })
     this.store = new JobStore(join(this.root, 'jobs.sqlite'))
+    this.sotu = new SotuCache(join(this.root, 'corpus-cache'))
     // Jobs that were running when the server stopped resume from their last checkpoint.
     for (const job of this.store.withStatus('running')) this.store.update(job.id, { status: 'queued' })
     this.refreshMetrics()
@@ -50,28 +58,39 @@ export class ConversionService extends EventEmitter {
     return job
   }
 
-  /** Validates, prepares the job's data and queues it. Throws HttpErrors naming the field. */
+  /** Validates, prepares the job's data and queues it. Throws domain errors naming the field. */
   async submit (req: ConversionRequest): Promise<Job> {
     const source = this.registry.get(req.source_model)
     if (source === undefined) throw notFound(`model ${req.source_model} not found`, 'source_model')
     if (source.manifest.architecture !== 'softmax') throw unprocessable(`model ${req.source_model} is ${source.manifest.architecture}; conversion needs a softmax transformer`, 'source_model')
     if (!existsSync(join(source.dir, 'checkpoint.safetensors'))) throw unprocessable(`model ${req.source_model} has no checkpoint.safetensors to train from`, 'source_model')
     if (!MODEL_NAME.test(req.name)) throw unprocessable('name must be 1-64 letters, digits, ".", "_" or "-"', 'name')
-    const active = this.store.withStatus('queued', 'running').some((j) => j.params.name === req.name)
-    if (this.registry.has(req.name) || existsSync(join(this.config.modelsDir, req.name)) || active) throw conflict(`model ${req.name} already exists`, 'name')
-    if (this.store.withStatus('queued', 'running').length >= this.config.conversions.maxQueued) throw overloaded('conversion queue is full', 30)
-
-    const train = await this.trainTokens(source, req.corpus)
-    const needed = req.batch_size * req.sequence_length + 1
-    if (train.length < needed) throw unprocessable(`corpus has ${train.length} tokens; one batch of ${req.batch_size}×${req.sequence_length} needs ${needed}`, 'corpus')
-    const id = `conv_${randomUUID().replaceAll('-', '').slice(0, 20)}`
-    writeJobData(join(this.root, id, 'data'), source, train, await sotuSplit(source, 'test', join(this.root, 'corpus-cache')))
-    const corpus: ConversionParams['corpus'] = req.corpus.type === 'text' ? { type: 'text', bytes: Buffer.byteLength(req.corpus.text) } : req.corpus
-    const job: Job = {
-      id, status: 'queued', params: { ...req, corpus }, created_at: Date.now(), started_at: null, finished_at: null,
-      step: 0, steps: req.steps + req.transfer_steps, loss: null, tokens_per_s: null, eta_s: null, eval_perplexity: null, teacher_perplexity: null, error: null, result: null
+    // The name and the queue slot are checked and taken in one synchronous stretch, before the
+    // first await: concurrent submissions cannot both pass the checks.
+    const active = this.store.withStatus('queued', 'running')
+    if (this.registry.has(req.name) || existsSync(join(this.config.modelsDir, req.name)) || active.some((j) => j.params.name === req.name) || this.preparing.has(req.name)) {
+      throw conflict(`model ${req.name} already exists`, 'name')
     }
-    this.store.insert(job)
+    if (active.length + this.preparing.size >= this.config.conversions.maxQueued) throw overloaded('conversion queue is full', 30)
+    this.preparing.add(req.name)
+    const id = `conv_${randomUUID().replaceAll('-', '').slice(0, 20)}`
+    try {
+      const train = await this.trainTokens(source, req.corpus)
+      const needed = req.batch_size * req.sequence_length + 1
+      if (train.length < needed) throw unprocessable(`corpus has ${train.length} tokens; one batch of ${req.batch_size}×${req.sequence_length} needs ${needed}`, 'corpus')
+      await writeJobData(join(this.root, id, 'data'), source, this.sotu, train)
+      const corpus: ConversionParams['corpus'] = req.corpus.type === 'text' ? { type: 'text', bytes: Buffer.byteLength(req.corpus.text) } : req.corpus
+      const job: Job = {
+        id, status: 'queued', params: { ...req, corpus }, created_at: Date.now(), started_at: null, finished_at: null,
+        step: 0, steps: req.steps + req.transfer_steps, loss: null, tokens_per_s: null, eta_s: null, eval_perplexity: null, teacher_perplexity: null, error: null, result: null
+      }
+      this.store.insert(job)
+    } catch (err) {
+      rmSync(join(this.root, id), { recursive: true, force: true })
+      throw err
+    } finally {
+      this.preparing.delete(req.name)
+    }
     this.changed(id)
     this.pump()
     return this.get(id)
@@ -115,16 +134,13 @@ export class ConversionService extends EventEmitter {
   }
 
   private async trainTokens (source: LoadedModel, corpus: ConversionRequest['corpus']): Promise<Uint16Array> {
-    if (corpus.type === 'sotu') return await sotuSplit(source, 'train', join(this.root, 'corpus-cache'))
+    const maxBytes = this.config.conversions.maxCorpusBytes
+    if (corpus.type === 'sotu') return await this.sotu.split(source, 'train')
     if (corpus.type === 'text') {
-      if (Buffer.byteLength(corpus.text) > this.config.conversions.maxCorpusBytes) throw unprocessable(`corpus.text exceeds ${this.config.conversions.maxCorpusBytes} bytes`, 'corpus.text')
-      return await tokenizeText(source, corpus.text)
+      if (Buffer.byteLength(corpus.text) > maxBytes) throw unprocessable(`corpus.text exceeds ${maxBytes} bytes`, 'corpus.text')
+      return await tokenize(source, [corpus.text])
     }
-    const base = resolve(this.config.dataDir, 'corpora')
-    if (isAbsolute(corpus.path) || normalize(corpus.path).split(sep).includes('..')) throw unprocessable('corpus.path must be relative to the data folder\'s corpora/ and must not contain ".."', 'corpus.path')
-    const path = resolve(base, corpus.path)
-    if (!path.startsWith(base + sep) || !existsSync(path)) throw unprocessable(`corpus.path ${corpus.path} not found under the data folder's corpora/`, 'corpus.path')
-    return await tokenizeText(source, readFileSync(path, 'utf8'))
+    return await tokenize(source, [await readCorpusFile(resolve(this.config.dataDir, 'corpora'), corpus.path, maxBytes)])
   }
 
   private async run (job: Job): Promise<void> {
@@ -135,19 +151,14 @@ export class ConversionService extends EventEmitter {
     mkdirSync(join(dir, 'staging'), { recursive: true })
     const source = this.registry.get(p.source_model)
     if (source === undefined) throw new Error(`source model ${p.source_model} is no longer loaded`)
-    const args = ['convert', '--teacher', source.dir, '--data', join(dir, 'data'), '--run', join(dir, 'run'),
-      '--steps', String(p.steps), '--transfer-steps', String(p.transfer_steps), '--feature-dim', String(p.feature_dim),
-      '--lr', String(p.learning_rate), '--batch', String(p.batch_size), '--seq', String(p.sequence_length),
-      '--seed', String(p.seed), '--warmup', String(Math.max(1, Math.min(50, Math.floor(p.steps / 10)))),
-      '--eval-at', '0.25,0.5,0.75,1', '--checkpoint-every', String(Math.max(1, Math.min(100, Math.floor(p.steps / 4)))),
-      '--log-every', '1', '--out', staging, '--name', p.name, '--threads', String(this.config.intraOpThreads ?? 2),
-      ...(p.attention_only ? ['--attention-only'] : []), ...(p.eval_windows !== null ? ['--eval-windows', String(p.eval_windows)] : [])]
+    const args = jobTrainerArgs(p, { teacher: source.dir, data: join(dir, 'data'), run: join(dir, 'run'), out: staging, evalCache: join(this.root, 'eval-cache') }, this.config.intraOpThreads ?? 2)
     const started = Date.now()
     this.store.update(job.id, { status: 'running', started_at: job.started_at ?? started, error: null })
     this.changed(job.id)
     const proc = new TrainerProcess(this.config.conversions.pythonBin, args)
     this.running!.proc = proc
-    proc.on('progress', (e: TrainerEvent) => { this.progress(job.id, e) })
+    proc.on('event', (e) => { this.progress(job.id, e) })
+    proc.on('invalid', ({ line, violations }) => { this.log.warn({ job: job.id, line: line.slice(0, 500), violations }, 'trainer event off contract/trainer-events.schema.json: ignored') })
     const exit = await proc.done
     if (this.running!.cancelled) {
       rmSync(dir, { recursive: true, force: true })
@@ -165,16 +176,17 @@ export class ConversionService extends EventEmitter {
       this.finish(job.id, 'failed', { error: `parity check failed: ${failure}`, result: { parity } })
       return
     }
-    const manifest = JSON.parse(readFileSync(join(staging, 'model.json'), 'utf8')) as { metrics: Record<string, number>, training: Record<string, number> }
+    const { metrics, training } = parseManifest(JSON.parse(readFileSync(join(staging, 'model.json'), 'utf8')), staging)
+    if (metrics?.teacher_test_perplexity === undefined || training === undefined) throw new Error(`${staging}/model.json has no metrics or training record`)
     this.install(staging, p.name)
     await this.registry.load(p.name)
     rmSync(join(dir, 'run'), { recursive: true, force: true })
-    const ppl = manifest.metrics.test_perplexity
-    const teacher = manifest.metrics.teacher_test_perplexity
+    const ppl = metrics.test_perplexity
+    const teacher = metrics.teacher_test_perplexity
     this.finish(job.id, 'succeeded', {
       eval_perplexity: ppl,
       teacher_perplexity: teacher,
-      result: { model: p.name, test_perplexity: ppl, teacher_test_perplexity: teacher, perplexity_ratio: ppl / teacher, parity, train_seconds: manifest.training.seconds, tokens: manifest.training.tokens, wall_seconds: (Date.now() - started) / 1000 }
+      result: { model: p.name, test_perplexity: ppl, teacher_test_perplexity: teacher, perplexity_ratio: ppl / teacher, parity, train_seconds: training.seconds, tokens: training.tokens, wall_seconds: (Date.now() - started) / 1000 }
     })
   }
 
@@ -196,17 +208,17 @@ export class ConversionService extends EventEmitter {
   private progress (id: string, e: TrainerEvent): void {
     const fields: Partial<Job> = {}
     if (e.event === 'step') {
-      fields.step = e.step as number
-      fields.loss = e.loss as number
-      fields.tokens_per_s = e.tokens_per_s as number
-      fields.eta_s = e.eta_s as number
-      this.metrics.conversionStep.set({ job: id }, e.step as number)
-    } else if (e.event === 'eval' && e.model === 'teacher') {
-      fields.teacher_perplexity = e.perplexity as number
+      fields.step = e.step
+      fields.loss = e.loss
+      fields.tokens_per_s = e.tokens_per_s
+      fields.eta_s = e.eta_s
+      this.metrics.conversionStep.set({ job: id }, e.step)
+    } else if (e.event === 'eval' && 'model' in e) {
+      fields.teacher_perplexity = e.perplexity
     } else if (e.event === 'eval') {
-      fields.eval_perplexity = e.perplexity as number
+      fields.eval_perplexity = e.perplexity
     } else if (e.event === 'resume') {
-      fields.step = e.step as number
+      fields.step = e.step
     }
     this.store.update(id, fields)
     this.emit(`job:${id}`, { type: 'progress', ...e })

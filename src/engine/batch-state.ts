@@ -5,6 +5,7 @@
 // sequences is their rows interleaved per layer. Decoding sequences share one stacked state that is
 // reused step after step while the batch's members stay the same, and restacked only when they
 // change: the common steady state costs no copies.
+import { ONNX_NAMES } from '../contract/onnx-io.ts'
 import { stateShape, type StateTensorSpec } from '../models/manifest.ts'
 
 /** Row r of a tensor whose axis 1 is the batch: [L, B, ...rest] -> [L, 1, ...rest]. */
@@ -40,8 +41,8 @@ export function stepFeeds (specs: StateTensorSpec[], inputIds: number[][], posit
   const ids = new BigInt64Array(b * t)
   inputIds.forEach((row, r) => { row.forEach((id, i) => { ids[r * t + i] = BigInt(id) }) })
   const feeds: Record<string, Feed> = {
-    input_ids: { type: 'int64', data: ids, dims: [b, t] },
-    position_offset: { type: 'int64', data: BigInt64Array.from(positions, (p) => BigInt(p)), dims: [b] }
+    [ONNX_NAMES.inputIds]: { type: 'int64', data: ids, dims: [b, t] },
+    [ONNX_NAMES.positionOffset]: { type: 'int64', data: BigInt64Array.from(positions, (p) => BigInt(p)), dims: [b] }
   }
   // A KV cache's growing axis is the same for every row: batched decoding needs equal positions.
   specs.forEach((s, i) => { feeds[s.name] = { type: 'float32', data: state[i], dims: stateShape(s, positions[0], b) } })

@@ -2,6 +2,7 @@
 // one decode step of a batch. A row that fails (its sampling, or the graph on its inputs) fails
 // alone: its neighbours in the batch get their tokens as if it had never been there.
 import ort from 'onnxruntime-node'
+import { ONNX_NAMES } from '../contract/onnx-io.ts'
 import type { Manifest } from '../models/manifest.ts'
 import { DecodeBatch, stepFeeds } from './batch-state.ts'
 import type { SeqEvent } from './protocol.ts'
@@ -84,9 +85,9 @@ export class StepRunner {
   }
 
   private sampleRow (seq: Sequence, out: Outputs, row: number, events: SeqEvent[]): void {
-    const logits = (out.logits.data as Float32Array).subarray(row * this.vocab, (row + 1) * this.vocab)
+    const logits = (out[ONNX_NAMES.logits].data as Float32Array).subarray(row * this.vocab, (row + 1) * this.vocab)
     // The graph's optional `logsumexp` output saves an exp over the vocabulary per token.
-    const lse = (out.logsumexp as ort.Tensor | undefined)?.data[row] as number | undefined
+    const lse = (out[ONNX_NAMES.logsumexp] as ort.Tensor | undefined)?.data[row] as number | undefined
     let done
     try {
       done = seq.sample(logits, lse, events)

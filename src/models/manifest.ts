@@ -1,55 +1,24 @@
-// model.json, validated against a JSON Schema at load (DESIGN.md §2).
-import { Type, type Static } from '@sinclair/typebox'
-import { Value } from '@sinclair/typebox/value'
+// model.json, validated against the contract's schema (contract/manifest.schema.json) at load, its
+// state tensors against the contract's ONNX graph (contract/onnx-io.json).
+import { isDeepStrictEqual } from 'node:util'
+import { expectedState } from '../contract/onnx-io.ts'
+import type { Manifest, StateTensorSpec } from '../contract/schemas.ts'
+import { manifestContract } from '../contract/validate.ts'
 
-const Dim = Type.Union([Type.Integer({ minimum: 1 }), Type.String()])
-
-export const StateTensorSchema = Type.Object({
-  name: Type.String({ minLength: 1 }),
-  output: Type.String({ minLength: 1 }),
-  shape: Type.Array(Dim, { minItems: 1 }),
-  dtype: Type.Literal('float32'),
-  growing_axis: Type.Union([Type.Integer({ minimum: 0 }), Type.Null()])
-})
-
-export const ManifestSchema = Type.Object({
-  name: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$' }),
-  architecture: Type.Union([Type.Literal('t2r'), Type.Literal('softmax'), Type.Literal('elu')]),
-  vocab_size: Type.Integer({ minimum: 2 }),
-  layers: Type.Integer({ minimum: 1 }),
-  heads: Type.Integer({ minimum: 1 }),
-  head_dim: Type.Integer({ minimum: 1 }),
-  feature_dim: Type.Union([Type.Integer({ minimum: 1 }), Type.Null()]),
-  max_positions: Type.Union([Type.Integer({ minimum: 1 }), Type.Null()]),
-  eos_token_id: Type.Integer({ minimum: 0 }),
-  state: Type.Array(StateTensorSchema, { minItems: 1 }),
-  teacher: Type.Optional(Type.Union([Type.String(), Type.Null()])),
-  training: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
-  metrics: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
-  generation_defaults: Type.Optional(Type.Object({
-    max_new_tokens: Type.Optional(Type.Integer({ minimum: 1 })),
-    temperature: Type.Optional(Type.Number({ minimum: 0 })),
-    top_p: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1 })),
-    top_k: Type.Optional(Type.Integer({ minimum: 0 })),
-    repetition_penalty: Type.Optional(Type.Number({ exclusiveMinimum: 0 }))
-  }))
-})
-
-export type Manifest = Static<typeof ManifestSchema>
-export type StateTensorSpec = Static<typeof StateTensorSchema>
+export type { Manifest, StateTensorSpec }
 
 export function parseManifest (json: unknown, where: string): Manifest {
-  if (!Value.Check(ManifestSchema, json)) {
-    const first = Value.Errors(ManifestSchema, json).First()
-    throw new Error(`${where}: invalid model.json at ${first?.path || '/'}: ${first?.message ?? 'invalid'}`)
+  const first = manifestContract.violations(json)[0]
+  if (first !== undefined) throw new Error(`${where}: invalid model.json at ${first.path}: ${first.message}`)
+  const m = json as Manifest
+  const expected = expectedState(m)
+  for (const [i, want] of expected.entries()) {
+    const got = m.state[i]
+    if (!isDeepStrictEqual(got, want)) {
+      throw new Error(`${where}: state ${i} is ${JSON.stringify(got)}; a ${m.architecture} model's is ${JSON.stringify(want)} (contract/onnx-io.json)`)
+    }
   }
-  const m = json
-  const recurrent = m.architecture !== 'softmax'
-  for (const s of m.state) {
-    if (!s.shape.includes('batch')) throw new Error(`${where}: state ${s.name} has no batch axis`)
-    if (recurrent && s.growing_axis !== null) throw new Error(`${where}: recurrent state ${s.name} cannot grow`)
-    if (!recurrent && s.growing_axis === null) throw new Error(`${where}: KV cache ${s.name} needs a growing_axis`)
-  }
+  if (m.state.length !== expected.length) throw new Error(`${where}: ${m.state.length} state tensors; a ${m.architecture} model has ${expected.length}`)
   if (m.eos_token_id >= m.vocab_size) throw new Error(`${where}: eos_token_id ${m.eos_token_id} outside vocab_size ${m.vocab_size}`)
   return m
 }

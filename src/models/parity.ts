@@ -4,6 +4,9 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import ort from 'onnxruntime-node'
+import { LOGITS_REFERENCE, ONNX_NAMES, stateTensorsFor } from '../contract/onnx-io.ts'
+import type { ParityReference } from '../contract/schemas.ts'
+import { parityContract } from '../contract/validate.ts'
 import { parseManifest, stateElements, stateShape, type Manifest } from './manifest.ts'
 
 export interface ParityReport {
@@ -18,17 +21,15 @@ export interface ParityReport {
   referenceStateMaxDiff: number | null
 }
 
-interface Reference {
-  input_ids: number[]
-  vocab_size: number
-  logits_f32_b64: string
-  state_kv_f32_b64?: string
-  state_k_f32_b64?: string
-}
-
 function floats (b64: string): Float32Array {
   const buf = Buffer.from(b64, 'base64')
   return new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength))
+}
+
+/** A float32 array parity.json holds under `key` (contract/onnx-io.json names the keys). */
+function referenceFloats (ref: ParityReference, key: string): Float32Array | undefined {
+  const b64 = (ref as Record<string, unknown>)[key]
+  return typeof b64 === 'string' ? floats(b64) : undefined
 }
 
 function maxDiff (a: ArrayLike<number>, b: ArrayLike<number>, bOffset = 0, n = a.length): number {
@@ -39,8 +40,8 @@ function maxDiff (a: ArrayLike<number>, b: ArrayLike<number>, bOffset = 0, n = a
 
 function feeds (manifest: Manifest, ids: number[], position: number, state: ort.Tensor[]): Record<string, ort.Tensor> {
   const f: Record<string, ort.Tensor> = {
-    input_ids: new ort.Tensor('int64', BigInt64Array.from(ids.map(BigInt)), [1, ids.length]),
-    position_offset: new ort.Tensor('int64', BigInt64Array.from([BigInt(position)]), [1])
+    [ONNX_NAMES.inputIds]: new ort.Tensor('int64', BigInt64Array.from(ids.map(BigInt)), [1, ids.length]),
+    [ONNX_NAMES.positionOffset]: new ort.Tensor('int64', BigInt64Array.from([BigInt(position)]), [1])
   }
   manifest.state.forEach((s, i) => { f[s.name] = state[i] })
   return f
@@ -52,27 +53,29 @@ function zeroState (manifest: Manifest): ort.Tensor[] {
 
 export async function checkParity (dir: string): Promise<ParityReport> {
   const manifest = parseManifest(JSON.parse(readFileSync(join(dir, 'model.json'), 'utf8')), dir)
-  const ref = JSON.parse(readFileSync(join(dir, 'parity.json'), 'utf8')) as Reference
-  const logits = floats(ref.logits_f32_b64)
+  const ref = parityContract.parse(JSON.parse(readFileSync(join(dir, 'parity.json'), 'utf8')), join(dir, 'parity.json'))
+  const logits = referenceFloats(ref, LOGITS_REFERENCE)
+  if (logits === undefined) throw new Error(`${dir}/parity.json: no ${LOGITS_REFERENCE}`)
   const V = ref.vocab_size
   const ids = ref.input_ids
   const session = await ort.InferenceSession.create(join(dir, 'model.onnx'), { intraOpNumThreads: 1 })
   try {
     const full = await session.run(feeds(manifest, ids, 0, zeroState(manifest)))
-    const fullMaxDiff = maxDiff(full.logits.data as Float32Array, logits, (ids.length - 1) * V, V)
+    const fullMaxDiff = maxDiff(full[ONNX_NAMES.logits].data as Float32Array, logits, (ids.length - 1) * V, V)
     let state = zeroState(manifest)
     let stepwiseMaxDiff = 0
     for (let t = 0; t < ids.length; t++) {
       const out = await session.run(feeds(manifest, [ids[t]], t, state))
-      stepwiseMaxDiff = Math.max(stepwiseMaxDiff, maxDiff(out.logits.data as Float32Array, logits, t * V, V))
+      stepwiseMaxDiff = Math.max(stepwiseMaxDiff, maxDiff(out[ONNX_NAMES.logits].data as Float32Array, logits, t * V, V))
       state = manifest.state.map((s) => out[s.output])
     }
     let stateMaxDiff: number | null = null
     let referenceStateMaxDiff: number | null = null
     if (manifest.architecture !== 'softmax') {
       stateMaxDiff = Math.max(...manifest.state.map((s, i) => maxDiff(full[s.output].data as Float32Array, state[i].data as Float32Array)))
-      if (ref.state_kv_f32_b64 !== undefined && ref.state_k_f32_b64 !== undefined) {
-        const refs = [floats(ref.state_kv_f32_b64), floats(ref.state_k_f32_b64)]
+      // PyTorch's state, where parity.json holds it: one key per state tensor (contract/onnx-io.json).
+      const refs = stateTensorsFor(manifest.architecture).map((t) => (t.reference === null ? undefined : referenceFloats(ref, t.reference)))
+      if (refs.every((r) => r !== undefined)) {
         referenceStateMaxDiff = Math.max(...refs.map((r, i) => maxDiff(full[manifest.state[i].output].data as Float32Array, r)))
       }
     }

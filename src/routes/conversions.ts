@@ -2,6 +2,7 @@
 // (cancel), GET /v1/conversions/:id/events (SSE progress until the job ends).
 import { Type, type Static } from '@sinclair/typebox'
 import type { FastifyInstance } from 'fastify'
+import { RECIPE } from '../contract/recipe.ts'
 import type { Job } from '../conversions/job-store.ts'
 import { unavailable } from '../errors.ts'
 import { SseStream } from '../http/sse.ts'
@@ -47,16 +48,15 @@ export default async function conversionRoutes (app: FastifyInstance): Promise<v
       source_model: b.source_model,
       name: b.name,
       corpus: b.corpus ?? { type: 'sotu' },
-      // Defaults: the recipe of the shipped sotu-t2r (feature size 64, 100 attention-transfer steps,
-      // 500 finetuning steps), which met the 1.10 perplexity-ratio bound on the SOTU teacher.
-      feature_dim: b.feature_dim ?? 64,
-      steps: b.steps ?? 500,
-      transfer_steps: b.transfer_steps ?? 100,
-      learning_rate: b.learning_rate ?? 1e-3,
-      batch_size: b.batch_size ?? 16,
-      sequence_length: b.sequence_length ?? 256,
-      seed: b.seed ?? 0,
-      attention_only: b.attention_only ?? false,
+      // Defaults: the recipe of the shipped sotu-t2r (contract/recipe.json).
+      feature_dim: b.feature_dim ?? RECIPE.feature_dim,
+      steps: b.steps ?? RECIPE.steps,
+      transfer_steps: b.transfer_steps ?? RECIPE.transfer_steps,
+      learning_rate: b.learning_rate ?? RECIPE.learning_rate,
+      batch_size: b.batch_size ?? RECIPE.batch_size,
+      sequence_length: b.sequence_length ?? RECIPE.sequence_length,
+      seed: b.seed ?? RECIPE.seed,
+      attention_only: b.attention_only ?? RECIPE.attention_only,
       eval_windows: b.eval_windows ?? null
     })
     return await reply.code(202).header('location', `/v1/conversions/${job.id}`).send(jobView(job))

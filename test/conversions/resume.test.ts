@@ -68,8 +68,11 @@ t.test('a job interrupted by shutdown resumes from its checkpoint after a restar
   t.match(events[0], { event: 'status', data: { id } }, 'the stream opens with the job\'s status')
   t.match(events[0].data.status, /^(queued|running)$/, 'which is queued or running again')
   const progress = events.filter((e) => e.event === 'progress').map((e) => e.data)
-  const trainerEvents = progress.filter((p) => p.event !== 'start')
-  t.equal(trainerEvents[0]?.event, 'resume', 'the restarted trainer began by resuming')
+  // The teacher's figure comes first; the interrupted run already computed it, so it is cached.
+  const teacher = progress.filter((p) => p.event === 'eval' && p.model === 'teacher')
+  t.same(teacher.map((p) => p.cached), [true], 'the restarted trainer took the teacher\'s perplexity from the cache')
+  const trainerEvents = progress.filter((p) => p.event !== 'start' && p.model !== 'teacher')
+  t.equal(trainerEvents[0]?.event, 'resume', 'then began by resuming')
   const resumedAt = trainerEvents[0]?.step as number
   t.ok(resumedAt >= 15 && resumedAt <= reached, 'from a checkpoint at or after step 15 and not beyond where it was stopped')
   t.comment(`stopped after step ${reached}, resumed at ${resumedAt}`)

@@ -33,7 +33,7 @@ export function tinyModelsDir (): string {
   mkdirSync(work, { recursive: true })
   const common = ['--data', data, '--batch', '4', '--seq', '32', '--eval-windows', '4', '--threads', '1', '--log-every', '100']
   t2r(['pretrain', ...common, '--run', join(work, 'run-base'), '--steps', '20', '--dim', '32', '--layers', '2', '--heads', '2', '--ffn-dim', '64', '--lr', '1e-2', '--warmup', '2', '--out', join(work, 'models', 'tiny-base')])
-  t2r(['convert', ...common, '--teacher', join(work, 'models', 'tiny-base'), '--run', join(work, 'run-t2r'), '--steps', '10', '--feature-dim', '8', '--warmup', '2', '--out', join(work, 'models', 'tiny-t2r')])
+  t2r(['convert', ...common, '--teacher', join(work, 'models', 'tiny-base'), '--run', join(work, 'run-t2r'), '--steps', '10', '--transfer-steps', '0', '--feature-dim', '8', '--lr', '2e-3', '--warmup', '2', '--out', join(work, 'models', 'tiny-t2r')])
   rmSync(dir, { recursive: true, force: true })
   renameSync(join(work, 'models'), dir)
   rmSync(work, { recursive: true, force: true })

@@ -19,11 +19,13 @@ import sys
 import torch
 
 from .checkpoint import load_model, save_model
-from .data import DataError, load_meta, load_split
+from .contract import RECIPE, check
+from .data import DataError, load_meta, load_split, window_starts
+from .evaluation import EvalCost, evaluate, teacher_evaluation
 from .export import export_onnx, state_spec, write_reference
 from .model import ModelConfig, Transformer, swap_attention
 from .safetensors import CheckpointError
-from .train import TrainSpec, emit, perplexity, train
+from .train import TrainSpec, emit, train
 
 PARITY_TOKENS = 12
 
@@ -41,6 +43,7 @@ def _positive(kind):
         if v <= 0:
             raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
         return v
+    parse.__name__ = f"positive_{kind.__name__}"  # contract/trainer-args.json's name for the type
     return parse
 
 
@@ -51,22 +54,33 @@ def _fractions(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+# Pretraining's own defaults; `convert` takes its defaults from contract/recipe.json.
+PRETRAIN_DEFAULTS = {"steps": None, "batch": 16, "seq": 256, "lr": 2e-3, "warmup": 100, "seed": 0}
+CONVERT_DEFAULTS = {"steps": RECIPE["steps"], "batch": RECIPE["batch_size"], "seq": RECIPE["sequence_length"],
+                    "lr": RECIPE["learning_rate"], "warmup": RECIPE["warmup"], "seed": RECIPE["seed"]}
+
+
+def _common(p: argparse.ArgumentParser, defaults: dict) -> None:
     p.add_argument("--data", required=True, help="folder with train/validation/test .bin and meta.json")
     p.add_argument("--train-split", default="train", help="token-id file to train on (default: train)")
     p.add_argument("--run", required=True, help="run folder: checkpoints and progress; resumes if present")
-    p.add_argument("--steps", type=_positive(int), required=True)
-    p.add_argument("--batch", type=_positive(int), default=16)
-    p.add_argument("--seq", type=_positive(int), default=256)
-    p.add_argument("--lr", type=_positive(float), default=2e-3)
-    p.add_argument("--warmup", type=int, default=100)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=_positive(int), required=defaults["steps"] is None, default=defaults["steps"])
+    p.add_argument("--batch", type=_positive(int), default=defaults["batch"])
+    p.add_argument("--seq", type=_positive(int), default=defaults["seq"])
+    p.add_argument("--lr", type=_positive(float), default=defaults["lr"])
+    p.add_argument("--warmup", type=int, default=defaults["warmup"])
+    p.add_argument("--seed", type=int, default=defaults["seed"])
     p.add_argument("--threads", type=_positive(int), default=None)
     p.add_argument("--checkpoint-every", type=_positive(int), default=100)
     p.add_argument("--log-every", type=_positive(int), default=10)
     p.add_argument("--eval-at", type=_fractions, default=[],
                    help="evaluate held-out perplexity after these fractions of --steps (e.g. 0.2,0.5,1)")
-    p.add_argument("--eval-windows", type=_positive(int), default=None, help="limit evaluation windows")
+    p.add_argument("--eval-split", choices=["validation", "test"], default="test",
+                   help="split scored at --eval-at points (the finished model is always scored on test)")
+    p.add_argument("--eval-sample", type=_positive(int), default=None,
+                   help="score only this many windows, spread over the split, at --eval-at points")
+    p.add_argument("--eval-windows", type=_positive(int), default=None,
+                   help="limit every evaluation to the split's first windows (tests)")
     p.add_argument("--out", help="write a finished model folder here (never over an existing one)")
     p.add_argument("--name", help="model name for the manifest (default: the --out folder name)")
 
@@ -76,24 +90,28 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("pretrain", help="train a softmax teacher from scratch")
-    _common(p)
+    _common(p, PRETRAIN_DEFAULTS)
     p.add_argument("--dim", type=_positive(int), default=256)
     p.add_argument("--layers", type=_positive(int), default=4)
     p.add_argument("--heads", type=_positive(int), default=4)
     p.add_argument("--ffn-dim", type=_positive(int), default=688)
 
+    # Every flag here is listed in contract/trainer-args.json, which the server builds argv from.
     p = sub.add_parser("convert", help="swap a teacher's attention for T2R (or ELU+1) and finetune")
-    _common(p)
+    _common(p, CONVERT_DEFAULTS)
     p.add_argument("--teacher", required=True, help="teacher model folder (with checkpoint.safetensors)")
     p.add_argument("--attention", choices=["t2r", "elu"], default="t2r")
     p.add_argument("--init", choices=["swap", "scratch"], default="swap",
                    help="swap: keep the teacher's weights (the paper); scratch: random init (baseline)")
-    p.add_argument("--feature-dim", type=_positive(int), default=32)
-    p.add_argument("--transfer-steps", type=int, default=0,
+    p.add_argument("--feature-dim", type=_positive(int), default=RECIPE["feature_dim"])
+    p.add_argument("--transfer-steps", type=int, default=RECIPE["transfer_steps"],
                    help="attention-transfer steps (train phi to match softmax outputs) before finetuning")
-    p.add_argument("--attention-only", action="store_true", help="finetune attention weights only")
+    p.add_argument("--attention-only", action="store_true", default=RECIPE["attention_only"],
+                   help="finetune attention weights only")
     p.add_argument("--distill-weight", type=float, default=0.0,
                    help="mix KL to the teacher's next-token distribution into the finetuning loss (0..1)")
+    p.add_argument("--eval-cache", default=None,
+                   help="folder caching the teacher's test perplexity per teacher checkpoint and test tokens")
 
     p = sub.add_parser("evaluate", help="held-out perplexity of checkpoints on one split")
     p.add_argument("--checkpoint", required=True, action="append")
@@ -108,20 +126,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load_ids(args):
+    """-> (meta, training ids, test ids, ids scored at --eval-at points or None)."""
     meta = load_meta(args.data)
     ids = load_split(args.data, args.train_split)
     if len(ids) < args.batch * args.seq + 1:
         raise UsageError(f"corpus too small: {args.train_split} has {len(ids)} tokens, one batch of "
                          f"{args.batch}x{args.seq} needs {args.batch * args.seq + 1}")
-    return meta, ids, load_split(args.data, "test")
+    test_ids = load_split(args.data, "test")
+    eval_ids = None
+    if args.eval_at:
+        eval_ids = test_ids if args.eval_split == "test" else load_split(args.data, args.eval_split)
+    return meta, ids, test_ids, eval_ids
 
 
-def _spec(args, transfer_steps=0, attention_only=False, distill_weight=0.0) -> TrainSpec:
+def _final_windows(args, test_ids) -> int:
+    """Windows the finished model is scored on (none without --out)."""
+    return len(window_starts(test_ids, args.seq, args.eval_windows)) if args.out else 0
+
+
+def _spec(args, test_ids, cost: EvalCost, transfer_steps=0, attention_only=False, distill_weight=0.0) -> TrainSpec:
     return TrainSpec(steps=args.steps, batch=args.batch, seq=args.seq, lr=args.lr, seed=args.seed,
                      warmup=min(args.warmup, args.steps), transfer_steps=transfer_steps,
                      attention_only=attention_only, checkpoint_every=args.checkpoint_every,
                      log_every=args.log_every, eval_at=sorted({max(1, round(f * args.steps)) for f in args.eval_at}),
-                     eval_windows=args.eval_windows, distill_weight=distill_weight)
+                     eval_split=args.eval_split, eval_windows=args.eval_windows, eval_sample=args.eval_sample,
+                     after_windows=_final_windows(args, test_ids), eval_cost=cost, distill_weight=distill_weight)
 
 
 def _check_out(args) -> None:
@@ -136,8 +165,8 @@ def _package(model: Transformer, args, meta: dict, test_ids, tokenizer: str, tra
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     try:
-        ppl, n = perplexity(model, test_ids, args.seq, args.eval_windows)
-        emit("eval", split="test", perplexity=round(ppl, 4), tokens=n, final=True)
+        final = evaluate(model, test_ids, args.seq, args.eval_windows)
+        emit("eval", final=True, split="test", **final.fields())
         cfg = model.cfg
         manifest = {
             "name": name,
@@ -149,10 +178,12 @@ def _package(model: Transformer, args, meta: dict, test_ids, tokenizer: str, tra
             "trained_positions": cfg.max_positions,
             "eos_token_id": meta["eos_token_id"], "state": state_spec(model),
             "training": training,
-            "metrics": {"test_perplexity": round(ppl, 4), "test_tokens": n, "eval_window": args.seq, **extra.pop("metrics", {})},
+            "metrics": {"test_perplexity": round(final.perplexity, 4), "test_tokens": final.tokens,
+                        "eval_window": args.seq, **extra.pop("metrics", {})},
             "generation_defaults": {"max_new_tokens": 128, "temperature": 0.8, "top_p": 0.95, "repetition_penalty": 1.1},
             **extra,
         }
+        check(manifest, "manifest.schema.json", "model.json")
         save_model(os.path.join(tmp, "checkpoint.safetensors"), model)
         export_onnx(model, os.path.join(tmp, "model.onnx"))
         write_reference(model, [int(t) for t in test_ids[:PARITY_TOKENS]], os.path.join(tmp, "parity.json"))
@@ -174,7 +205,7 @@ def _run_info(args, keys) -> dict:
 
 def cmd_pretrain(args) -> None:
     _check_out(args)
-    meta, ids, test_ids = _load_ids(args)
+    meta, ids, test_ids, eval_ids = _load_ids(args)
     cfg = ModelConfig(vocab_size=meta["vocab_size"], dim=args.dim, layers=args.layers, heads=args.heads,
                       ffn_dim=args.ffn_dim, max_positions=args.seq, attention="softmax").validate()
     torch.manual_seed(args.seed)
@@ -182,7 +213,7 @@ def cmd_pretrain(args) -> None:
     emit("start", command="pretrain", parameters=model.num_parameters(), config=cfg.to_dict())
     os.makedirs(args.run, exist_ok=True)
     info = _run_info(args, ["steps", "batch", "seq", "lr", "seed", "dim", "layers", "heads", "ffn_dim", "train_split"])
-    model, seconds = train(model, ids, test_ids, _spec(args), args.run, info)
+    model, seconds = train(model, ids, eval_ids, _spec(args, test_ids, EvalCost()), args.run, info)
     save_model(os.path.join(args.run, "final.safetensors"), model)
     if args.out:
         training = {"kind": "pretrain", "steps": args.steps, "tokens": args.steps * args.batch * args.seq,
@@ -203,7 +234,7 @@ def cmd_convert(args) -> None:
     teacher = load_model(teacher_path)
     if teacher.cfg.attention != "softmax":
         raise UsageError(f"{args.teacher} is a {teacher.cfg.attention} model; conversion needs a softmax teacher")
-    meta, ids, test_ids = _load_ids(args)
+    meta, ids, test_ids, eval_ids = _load_ids(args)
     if meta["vocab_size"] != teacher.cfg.vocab_size:
         raise UsageError(f"shape mismatch: data vocabulary {meta['vocab_size']} != teacher's {teacher.cfg.vocab_size}")
     if args.init == "swap":
@@ -219,15 +250,24 @@ def cmd_convert(args) -> None:
     if args.distill_weight:
         info["distill_weight"] = args.distill_weight
     teacher.eval()
-    spec = _spec(args, args.transfer_steps, args.attention_only, args.distill_weight)
-    model, seconds = train(model, ids, test_ids, spec, args.run, info, teacher=teacher if args.distill_weight else None)
-    save_model(os.path.join(args.run, "final.safetensors"), model)
+    cost = EvalCost()
+    extra = {}
     if args.out:
+        # The teacher's figure first: it is the bar the student is measured against, and its cost
+        # (measured now, or remembered by the cache) makes the training ETA include evaluation.
         with open(os.path.join(args.teacher, "model.json")) as f:
             teacher_manifest = json.load(f)
-        teacher_ppl, _ = perplexity(teacher, test_ids, args.seq, args.eval_windows)
-        emit("eval", split="test", model="teacher", perplexity=round(teacher_ppl, 4))
+        teacher_eval, cached = teacher_evaluation(teacher, teacher_path, test_ids, args.seq, args.eval_windows,
+                                                  args.eval_cache)
+        cost.observe(teacher_eval)
+        emit("eval", model="teacher", split="test", **teacher_eval.fields(), cached=cached)
         pre = teacher_manifest.get("training", {})
+        extra = {"teacher": teacher_manifest.get("name", os.path.basename(args.teacher)),
+                 "metrics": {"teacher_test_perplexity": round(teacher_eval.perplexity, 4)}}
+    spec = _spec(args, test_ids, cost, args.transfer_steps, args.attention_only, args.distill_weight)
+    model, seconds = train(model, ids, eval_ids, spec, args.run, info, teacher=teacher if args.distill_weight else None)
+    save_model(os.path.join(args.run, "final.safetensors"), model)
+    if args.out:
         training = {"kind": "convert", "method": f"{args.attention}-{args.init}", "steps": args.steps,
                     "transfer_steps": args.transfer_steps, "attention_only": args.attention_only,
                     "distill_weight": args.distill_weight,
@@ -235,16 +275,13 @@ def cmd_convert(args) -> None:
                     "batch": args.batch, "seq": args.seq, "lr": args.lr, "corpus": f"sotu:{args.train_split}",
                     "seed": args.seed,
                     "fraction_of_pretraining_steps": round((args.steps + args.transfer_steps) / pre["steps"], 4) if pre.get("steps") else None}
-        extra = {"teacher": teacher_manifest.get("name", os.path.basename(args.teacher)),
-                 "metrics": {"teacher_test_perplexity": round(teacher_ppl, 4)}}
         _package(model, args, meta, test_ids, os.path.join(args.teacher, "tokenizer.json"), training, extra)
 
 
 def cmd_evaluate(args) -> None:
     ids = load_split(args.data, args.split)
     for path in args.checkpoint:
-        ppl, n = perplexity(load_model(path), ids, args.seq)
-        emit("eval", checkpoint=path, split=args.split, perplexity=round(ppl, 4), tokens=n)
+        emit("eval", checkpoint=path, split=args.split, **evaluate(load_model(path), ids, args.seq).fields())
 
 
 def cmd_export(args) -> None:

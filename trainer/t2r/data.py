@@ -1,4 +1,5 @@
-"""Token-id files written by the TypeScript side (scripts/prepare-corpus.ts): uint16 ids."""
+"""Corpus folders written by the TypeScript side (scripts/prepare-corpus.ts, conversion jobs) in the
+layout of contract/corpus-files.json: one token-id file per split and meta.json."""
 from __future__ import annotations
 
 import json
@@ -7,24 +8,33 @@ import os
 import numpy as np
 import torch
 
+from .contract import CORPUS_FILES, check
+
+TOKEN_DTYPE = np.dtype(CORPUS_FILES["token_dtype"]).newbyteorder("<" if CORPUS_FILES["byte_order"] == "little" else ">")
+
 
 class DataError(Exception):
     pass
 
 
 def load_split(data_dir: str, split: str) -> np.ndarray:
-    path = os.path.join(data_dir, f"{split}.bin")
+    path = os.path.join(data_dir, CORPUS_FILES["token_file"].format(split=split))
     if not os.path.isfile(path):
         raise DataError(f"{path}: missing; run `npm run corpus` to write the token-id files")
-    return np.fromfile(path, dtype=np.uint16).astype(np.int64)
+    return np.fromfile(path, dtype=TOKEN_DTYPE).astype(np.int64)
 
 
 def load_meta(data_dir: str) -> dict:
-    path = os.path.join(data_dir, "meta.json")
+    path = os.path.join(data_dir, CORPUS_FILES["meta_file"])
     if not os.path.isfile(path):
         raise DataError(f"{path}: missing")
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path) as f:
+            meta = json.load(f)
+        check(meta, "corpus-meta.schema.json", path)
+    except ValueError as e:  # not JSON, or not the contract's meta.json (ContractError)
+        raise DataError(str(e)) from None
+    return meta
 
 
 class BatchSampler:
@@ -44,11 +54,17 @@ class BatchSampler:
         return t[:, :-1], t[:, 1:]
 
 
-def eval_windows(ids: np.ndarray, seq: int, limit: int | None = None):
-    """Non-overlapping windows covering the split; every model is scored on the same tokens."""
+def window_starts(ids: np.ndarray, seq: int, limit: int | None = None, sample: int | None = None) -> list[int]:
+    """Starts of the non-overlapping windows an evaluation scores (every model on the same tokens):
+    the first `limit` windows of the split, or `sample` of those spread evenly across it."""
     n = (len(ids) - 1) // seq
     if limit is not None:
         n = min(n, limit)
-    for i in range(n):
-        w = torch.from_numpy(ids[i * seq:i * seq + seq + 1])
+    picked = range(n) if sample is None or sample >= n else sorted({i * n // sample for i in range(sample)})
+    return [i * seq for i in picked]
+
+
+def eval_windows(ids: np.ndarray, seq: int, starts: list[int]):
+    for s in starts:
+        w = torch.from_numpy(ids[s:s + seq + 1])
         yield w[:-1].unsqueeze(0), w[1:].unsqueeze(0)

@@ -1,4 +1,5 @@
-"""ONNX export per DESIGN.md §3, and the reference logits the server checks the export against."""
+"""ONNX export in the shape of contract/onnx-io.json (DESIGN.md §3), and the reference logits the server
+checks the export against."""
 from __future__ import annotations
 
 import base64
@@ -8,9 +9,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .contract import ONNX_IO, check, resolve_shape, state_tensors
 from .model import Transformer
-
-OPSET = 17
 
 
 class StepGraph(nn.Module):
@@ -26,56 +26,48 @@ class StepGraph(nn.Module):
         caches = [(state_a[i], state_b[i]) for i in range(self.model.cfg.layers)]
         logits, new = self.model(input_ids, position_offset, caches, last_only=True)
         last = logits[:, -1, :]
-        # logsumexp: an extra output beside the contract's, so the server gets log-probabilities
-        # without an exp over the vocabulary per token in JavaScript.
+        # logsumexp (onnx-io.json's extra output): the server gets log-probabilities without an exp
+        # over the vocabulary per token in JavaScript.
         return last, torch.stack([c[0] for c in new]), torch.stack([c[1] for c in new]), torch.logsumexp(last, dim=-1)
 
 
-def empty_state(model: Transformer, batch: int, past: int = 0):
+def empty_state(model: Transformer, batch: int, past: int = 0) -> list[torch.Tensor]:
+    """Zero state tensors (contract/onnx-io.json) for `batch` rows that have seen `past` tokens."""
+    dims = {**_dims(model), "batch": batch, "past": past}
+    return [torch.zeros([dims[d] for d in t["shape"]]) for t in state_tensors(model.cfg.attention)]
+
+
+def _dims(model: Transformer) -> dict:
     cfg = model.cfg
-    if cfg.attention == "softmax":
-        shape = (cfg.layers, batch, cfg.heads, past, cfg.head_dim)
-        return torch.zeros(shape), torch.zeros(shape)
-    k = cfg.state_feature_dim()
-    return (torch.zeros(cfg.layers, batch, cfg.heads, k, cfg.head_dim),
-            torch.zeros(cfg.layers, batch, cfg.heads, k))
+    return {"layers": cfg.layers, "heads": cfg.heads, "head_dim": cfg.head_dim, "vocab_size": cfg.vocab_size,
+            "feature_dim": cfg.state_feature_dim() if cfg.attention != "softmax" else None}
 
 
 def state_spec(model: Transformer) -> list[dict]:
-    cfg = model.cfg
-    if cfg.attention == "softmax":
-        shape = [cfg.layers, "batch", cfg.heads, "past", cfg.head_dim]
-        return [{"name": n, "output": o, "shape": shape, "dtype": "float32", "growing_axis": 3}
-                for n, o in (("past_key", "present_key"), ("past_value", "present_value"))]
-    k = cfg.state_feature_dim()
-    return [{"name": "state_kv", "output": "state_kv_out", "shape": [cfg.layers, "batch", cfg.heads, k, cfg.head_dim],
-             "dtype": "float32", "growing_axis": None},
-            {"name": "state_k", "output": "state_k_out", "shape": [cfg.layers, "batch", cfg.heads, k],
-             "dtype": "float32", "growing_axis": None}]
+    """model.json's `state`: the contract's state tensors for this attention, with this model's sizes."""
+    dims = _dims(model)
+    return [{"name": t["name"], "output": t["output"], "shape": resolve_shape(t["shape"], dims), "dtype": t["dtype"],
+             "growing_axis": t["growing_axis"]} for t in state_tensors(model.cfg.attention)]
+
+
+def _dynamic_axes(tensors: list[dict]) -> dict:
+    return {t["name"]: {axis: d for axis, d in enumerate(t["shape"]) if d in ONNX_IO["dynamic_axes"]} for t in tensors}
 
 
 def export_onnx(model: Transformer, path: str) -> None:
     model.eval()
     ids = torch.tensor([[1, 2, 3]], dtype=torch.long)
     offset = torch.tensor([2], dtype=torch.long)
-    if model.cfg.attention == "softmax":
-        a, b = empty_state(model, 1, past=2)
-        names = ["past_key", "past_value"], ["present_key", "present_value"]
-        state_axes = {0: {1: "batch", 3: "past"}, 1: {1: "batch", 3: "past_plus_seq"}}
-    else:
-        a, b = empty_state(model, 1)
-        names = ["state_kv", "state_k"], ["state_kv_out", "state_k_out"]
-        state_axes = {0: {1: "batch"}, 1: {1: "batch"}}
-    dynamic = {"input_ids": {0: "batch", 1: "seq"}, "position_offset": {0: "batch"}, "logits": {0: "batch"},
-               "logsumexp": {0: "batch"}}
-    for n in names[0]:
-        dynamic[n] = state_axes[0]
-    for n in names[1]:
-        dynamic[n] = state_axes[1]
+    state = state_tensors(model.cfg.attention)
+    # Softmax: a cache of 2 past tokens, so the traced graph keeps the past axis dynamic.
+    a, b = empty_state(model, 1, past=2)
+    state_outputs = [{"name": t["output"], "shape": t["output_shape"]} for t in state]
+    outputs = ONNX_IO["outputs"] + state_outputs + ONNX_IO["extra_outputs"]
+    dynamic = {**_dynamic_axes(ONNX_IO["inputs"]), **_dynamic_axes(state), **_dynamic_axes(outputs)}
     with torch.no_grad():
-        torch.onnx.export(StepGraph(model), (ids, offset, a, b), path, opset_version=OPSET,
-                          input_names=["input_ids", "position_offset", *names[0]],
-                          output_names=["logits", *names[1], "logsumexp"], dynamic_axes=dynamic, do_constant_folding=True)
+        torch.onnx.export(StepGraph(model), (ids, offset, a, b), path, opset_version=ONNX_IO["opset"],
+                          input_names=[t["name"] for t in ONNX_IO["inputs"] + state],
+                          output_names=[t["name"] for t in outputs], dynamic_axes=dynamic, do_constant_folding=True)
 
 
 def _b64(a: np.ndarray) -> str:
@@ -89,14 +81,16 @@ def reference(model: Transformer, ids: list[int]) -> dict:
     model.eval()
     x = torch.tensor([ids], dtype=torch.long)
     logits, caches = model(x)
-    out = {"input_ids": ids, "vocab_size": model.cfg.vocab_size,
-           "logits_f32_b64": _b64(logits[0].numpy())}
-    if model.cfg.attention != "softmax":
-        out["state_kv_f32_b64"] = _b64(torch.stack([c[0] for c in caches])[:, 0].numpy())
-        out["state_k_f32_b64"] = _b64(torch.stack([c[1] for c in caches])[:, 0].numpy())
+    (logits_out,) = ONNX_IO["outputs"]
+    out = {"input_ids": ids, "vocab_size": model.cfg.vocab_size, logits_out["reference"]: _b64(logits[0].numpy())}
+    for i, t in enumerate(state_tensors(model.cfg.attention)):
+        if t["reference"] is not None:
+            out[t["reference"]] = _b64(torch.stack([c[i] for c in caches])[:, 0].numpy())
     return out
 
 
 def write_reference(model: Transformer, ids: list[int], path: str) -> None:
+    ref = reference(model, ids)
+    check(ref, "parity.schema.json", path)
     with open(path, "w") as f:
-        json.dump(reference(model, ids), f)
+        json.dump(ref, f)

@@ -1,9 +1,8 @@
 """The training loop shared by pretraining and swap-then-finetune.
 
-Progress goes to stdout as one JSON object per line (the server's job runner reads it):
-  {"event": "step", "step", "steps", "loss", "lr", "tokens_per_s", "eta_s", "phase"}
-  {"event": "eval", "step", "perplexity", "tokens"}
-  {"event": "checkpoint", "step"}
+Progress goes to stdout as one JSON object per line (the server's job runner reads it), each one
+an event of contract/trainer-events.schema.json: start, resume, step, eval, checkpoint, packaged.
+A step's `eta_s` counts the evaluations still to come (EvalCost), not just the training steps.
 The run folder holds state.safetensors (weights + optimizer + step), written atomically every
 `checkpoint_every` steps, so a killed run resumes where it was and continues to the same loss.
 """
@@ -21,7 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import load_run_state, save_run_state
-from .data import BatchSampler, eval_windows
+from .data import BatchSampler, window_starts
+from .evaluation import EvalCost, evaluate
 from .model import Transformer
 
 
@@ -45,7 +45,11 @@ class TrainSpec:
     checkpoint_every: int = 100
     log_every: int = 10
     eval_at: list[int] = field(default_factory=list)
+    eval_split: str = "test"         # the split eval_ids come from (reported in eval events)
     eval_windows: int | None = None  # limit eval to the first N windows (tests)
+    eval_sample: int | None = None   # score N windows spread over the split at eval_at points
+    after_windows: int = 0           # windows the caller evaluates after training (counted in ETAs)
+    eval_cost: EvalCost = field(default_factory=EvalCost)
     distill_weight: float = 0.0      # finetune loss = (1-w) CE + w KL(teacher || student)
 
 
@@ -54,32 +58,6 @@ def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
         return peak * (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
-
-
-@torch.no_grad()
-def perplexity(model: Transformer, ids: np.ndarray, seq: int, limit: int | None = None) -> tuple[float, int]:
-    model.eval()
-    nll, count = 0.0, 0
-    batch_x, batch_y = [], []
-
-    def flush():
-        nonlocal nll, count
-        x, y = torch.cat(batch_x), torch.cat(batch_y)
-        logits, _ = model(x)
-        nll += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum").item()
-        count += y.numel()
-        batch_x.clear()
-        batch_y.clear()
-
-    for x, y in eval_windows(ids, seq, limit):
-        batch_x.append(x)
-        batch_y.append(y)
-        if len(batch_x) == 8:
-            flush()
-    if batch_x:
-        flush()
-    model.train()
-    return math.exp(nll / count), count
 
 
 def _phase(step: int, spec: TrainSpec) -> str:
@@ -130,6 +108,10 @@ def train(model: Transformer, train_ids: np.ndarray, eval_ids: np.ndarray | None
     model.set_transfer(phase == "transfer")
     t_last, tokens_since = time.time(), 0
     step_times: list[float] = []
+    windows_per_eval, split_windows = 0, 0
+    if eval_ids is not None:
+        windows_per_eval = len(window_starts(eval_ids, spec.seq, spec.eval_windows, spec.eval_sample))
+        split_windows = (len(eval_ids) - 1) // spec.seq
     for step in range(start, total):
         if _phase(step, spec) != phase:
             phase = "finetune"
@@ -164,14 +146,18 @@ def train(model: Transformer, train_ids: np.ndarray, eval_ids: np.ndarray | None
         if done % spec.log_every == 0 or done == total:
             now = time.time()
             recent = step_times[-50:]
+            step_s = sum(recent) / len(recent)
+            evals_left = sum(1 for s in spec.eval_at if s + spec.transfer_steps >= done) if eval_ids is not None else 0
+            eval_s = spec.eval_cost.seconds(evals_left * windows_per_eval + spec.after_windows, step_s, spec.batch)
             emit("step", step=done, steps=total, phase=phase, loss=round(loss.item(), 5), lr=lr,
                  tokens_per_s=round(tokens_since / max(now - t_last, 1e-9), 1),
-                 eta_s=round((total - done) * sum(recent) / len(recent), 1))
+                 eta_s=round((total - done) * step_s + eval_s, 1))
             t_last, tokens_since = now, 0
         if eval_ids is not None and (done - spec.transfer_steps) in spec.eval_at and phase == "finetune":
-            ppl, n = perplexity(model, eval_ids, spec.seq, spec.eval_windows)
-            record = {"step": done, "finetune_step": done - spec.transfer_steps, "perplexity": round(ppl, 4),
-                      "tokens": n, "train_seconds": round(seconds, 1)}
+            ev = evaluate(model, eval_ids, spec.seq, spec.eval_windows, spec.eval_sample)
+            spec.eval_cost.observe(ev)
+            record = {"step": done, "finetune_step": done - spec.transfer_steps, "split": spec.eval_split,
+                      "sample": ev.windows < split_windows, **ev.fields(), "train_seconds": round(seconds, 1)}
             emit("eval", **record)
             with open(os.path.join(run_dir, "evals.jsonl"), "a") as f:
                 f.write(json.dumps(record) + "\n")

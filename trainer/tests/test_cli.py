@@ -68,7 +68,7 @@ def teacher(work, data):
 
 def convert_args(work, teacher, data, name):
     return ["convert", "--teacher", teacher, "--data", data, "--run", work / "runs" / name, "--steps", "3",
-            "--feature-dim", "8", *TINY]
+            "--transfer-steps", "0", "--feature-dim", "8", *TINY]
 
 
 def test_pretrain_packages_a_model_folder(teacher):
@@ -123,7 +123,7 @@ def test_convert_happy_path(work, teacher, data):
         want = np.frombuffer(base64.b64decode(ref[key]), dtype="<f4")
         assert got.shape == want.shape and np.allclose(got, want, rtol=1e-5, atol=1e-6), key
     assert np.frombuffer(base64.b64decode(parity["logits_f32_b64"]), "<f4").size == 12 * VOCAB
-    # Everything that is not attention is still the teacher's (3 steps at lr 2e-3 move it, but only a little),
+    # Everything that is not attention is still the teacher's (3 steps at the recipe's lr move it, but only a little),
     # and the run folder holds the resumable state and the final weights.
     t_model = load_model(str(teacher / "checkpoint.safetensors"))
     diff = (model.embed.weight - t_model.embed.weight).abs().max().item()
