@@ -1,7 +1,7 @@
 // Conversion jobs: POST /v1/conversions (202), GET /v1/conversions[/:id], DELETE /v1/conversions/:id
 // (cancel), GET /v1/conversions/:id/events (SSE progress until the job ends).
-import { Type, type Static } from '@sinclair/typebox'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type, type TSchema } from '@sinclair/typebox'
 import { RECIPE } from '../contract/recipe.ts'
 import type { Job } from '../conversions/job-store.ts'
 import { unavailable } from '../errors.ts'
@@ -27,23 +27,60 @@ const CreateBody = Type.Object({
   eval_windows: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000 }))
 }, { additionalProperties: false })
 const IdParams = Type.Object({ id: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }) })
-type IdParamsT = Static<typeof IdParams>
 
 const FINAL = new Set(['succeeded', 'failed', 'cancelled'])
 
-export function jobView (j: Job) {
-  return { object: 'conversion', ...j }
+const nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()])
+/** The API's view of a job: what clients see, whatever the store keeps. */
+const Conversion = Type.Object({
+  object: Type.Literal('conversion'),
+  id: Type.String(),
+  status: Type.String(),
+  params: Type.Object({}, { additionalProperties: true }),
+  created_at: Type.Integer(),
+  started_at: nullable(Type.Integer()),
+  finished_at: nullable(Type.Integer()),
+  step: Type.Integer(),
+  steps: Type.Integer(),
+  loss: nullable(Type.Number()),
+  tokens_per_s: nullable(Type.Number()),
+  eta_s: nullable(Type.Number()),
+  eval_perplexity: nullable(Type.Number()),
+  teacher_perplexity: nullable(Type.Number()),
+  error: nullable(Type.String()),
+  result: nullable(Type.Object({}, { additionalProperties: true }))
+})
+
+function jobView (j: Job) {
+  return {
+    object: 'conversion' as const,
+    id: j.id,
+    status: j.status,
+    params: { ...j.params },
+    created_at: j.created_at,
+    started_at: j.started_at,
+    finished_at: j.finished_at,
+    step: j.step,
+    steps: j.steps,
+    loss: j.loss,
+    tokens_per_s: j.tokens_per_s,
+    eta_s: j.eta_s,
+    eval_perplexity: j.eval_perplexity,
+    teacher_perplexity: j.teacher_perplexity,
+    error: j.error,
+    result: j.result
+  }
 }
 
-export default async function conversionRoutes (app: FastifyInstance): Promise<void> {
+const conversionRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const service = (): NonNullable<typeof app.t2r.conversions> => {
     const c = app.t2r.conversions
     if (c === null) throw unavailable('conversions are disabled on this server')
     return c
   }
 
-  app.post('/v1/conversions', { schema: { body: CreateBody }, bodyLimit: app.t2r.config.conversions.maxCorpusBytes * 2 + 65536 }, async (request, reply) => {
-    const b = request.body as Static<typeof CreateBody>
+  app.post('/v1/conversions', { schema: { body: CreateBody, response: { 202: Conversion } }, bodyLimit: app.t2r.config.conversions.maxCorpusBytes * 2 + 65536 }, async (request, reply) => {
+    const b = request.body
     const job = await service().submit({
       source_model: b.source_model,
       name: b.name,
@@ -62,17 +99,19 @@ export default async function conversionRoutes (app: FastifyInstance): Promise<v
     return await reply.code(202).header('location', `/v1/conversions/${job.id}`).send(jobView(job))
   })
 
-  app.get('/v1/conversions', async () => ({ object: 'list', data: service().list().map(jobView) }))
+  app.get('/v1/conversions', { schema: { response: { 200: Type.Object({ object: Type.Literal('list'), data: Type.Array(Conversion) }) } } },
+    async () => ({ object: 'list' as const, data: service().list().map(jobView) }))
 
-  app.get('/v1/conversions/:id', { schema: { params: IdParams } }, async (request) => jobView(service().get((request.params as IdParamsT).id)))
+  app.get('/v1/conversions/:id', { schema: { params: IdParams, response: { 200: Conversion } } }, async (request) => jobView(service().get(request.params.id)))
 
-  app.delete('/v1/conversions/:id', { schema: { params: IdParams } }, async (request) => jobView(await service().cancel((request.params as IdParamsT).id)))
+  app.delete('/v1/conversions/:id', { schema: { params: IdParams, response: { 200: Conversion } } }, async (request) => jobView(await service().cancel(request.params.id)))
 
   app.get('/v1/conversions/:id/events', { schema: { params: IdParams } }, async (request, reply) => {
-    const { id } = request.params as IdParamsT
+    const { id } = request.params
     const s = service()
     const job = s.get(id)
     const sse = new SseStream(request, reply)
+    sse.open()
     sse.send(jobView(job), 'status')
     if (FINAL.has(job.status)) { sse.end(); return }
     const listener = (e: { type: string, job?: Job }): void => {
@@ -87,3 +126,5 @@ export default async function conversionRoutes (app: FastifyInstance): Promise<v
     sse.whenClosed(() => { s.off(`job:${id}`, listener) })
   })
 }
+
+export default conversionRoutes
