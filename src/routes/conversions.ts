@@ -3,6 +3,7 @@
 import { Type, type Static } from '@sinclair/typebox'
 import type { FastifyInstance } from 'fastify'
 import type { Job } from '../conversions/job-store.ts'
+import { requireAdmin } from '../auth/tenant.ts'
 import { unavailable } from '../errors.ts'
 import { SseStream } from '../http/sse.ts'
 
@@ -35,6 +36,7 @@ export function jobView (j: Job) {
 }
 
 export default async function conversionRoutes (app: FastifyInstance): Promise<void> {
+  app.addHook('onRequest', requireAdmin) // conversion jobs are server-wide: admin keys only
   const service = (): NonNullable<typeof app.t2r.conversions> => {
     const c = app.t2r.conversions
     if (c === null) throw unavailable('conversions are disabled on this server')

@@ -18,6 +18,8 @@ export interface StateHeader {
   sha256: string
   created_at?: string
   session_id?: string
+  /** The API key name that owns the session (session files in the data folder). */
+  owner?: string
 }
 
 export interface SessionState {
