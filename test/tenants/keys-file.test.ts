@@ -18,7 +18,7 @@ t.teardown(() => { rmSync(scratch, { recursive: true, force: true }) })
 
 /** Runs a TypeScript entry point of the repository; resolves with its exit code and output. */
 async function node (script: string, args: string[], env: Record<string, string> = {}, input?: string): Promise<{ code: number, stdout: string, stderr: string }> {
-  const child = run(process.execPath, ['--import', 'tsx', script, ...args], { cwd: ROOT, env: { ...process.env, ...env } })
+  const child = run(process.execPath, ['--import', 'tsx', script, ...args], { cwd: ROOT, env: { ...process.env, ...env }, timeout: 120_000 }) // a server that wrongly starts is killed
   if (input !== undefined) { child.child.stdin!.end(input) }
   try {
     const { stdout, stderr } = await child
