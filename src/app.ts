@@ -4,6 +4,7 @@
 import websocket from '@fastify/websocket'
 import type { FastifyInstance } from 'fastify'
 import { sendError } from './http/errors.ts'
+import access from './plugins/access.ts'
 import context, { type AppServices } from './plugins/context.ts'
 import conversionRoutes from './routes/conversions.ts'
 import openAiRoutes from './routes/openai.ts'
@@ -27,6 +28,7 @@ export async function registerApp (app: FastifyInstance, services: AppServices):
   })
   app.setErrorHandler((err, request, reply) => sendError(request, reply, err))
   app.setNotFoundHandler((request, reply) => sendError(request, reply, Object.assign(new Error(`route ${request.method} ${request.url.split('?')[0]} not found`), { statusCode: 404 })))
+  await app.register(access, { access: services.config.access })
 
   await app.register(tgiRoutes)
   await app.register(openAiRoutes)

@@ -1,6 +1,9 @@
 // Server configuration: defaults, then environment variables, then command-line flags.
+import { isIP } from 'node:net'
 import { availableParallelism } from 'node:os'
 import { parseArgs } from 'node:util'
+import { loadApiKeys, type ApiKey } from './auth/keys.ts'
+import { parseOrigins } from './auth/origins.ts'
 
 export interface Config {
   host: string
@@ -30,6 +33,23 @@ export interface Config {
   /** A model whose recent requests waited longer than this in its queue admits no more for now (429). */
   maxQueueMs: number
   conversions: { enabled: boolean, maxQueued: number, pythonBin: string, maxCorpusBytes: number }
+  access: AccessConfig
+}
+
+/** Who may call, from where, and how much (docs/security.md). */
+export interface AccessConfig {
+  /** Hashed API keys; empty = authentication off, and the server listens on loopback only. */
+  keys: ApiKey[]
+  /** Origins answered with CORS headers; empty = CORS off. */
+  corsOrigins: string[]
+  /** Origins a WebSocket upgrade may come from (requests without an Origin are not from browsers). */
+  wsOrigins: string[]
+  /** Requests per minute per key (per address without a valid key); 0 = unlimited. */
+  rateLimitPerMinute: number
+  maxSessionsPerKey: number
+  maxSessions: number
+  /** Mean event-loop delay above which requests get 503; 0 = unchecked. */
+  maxEventLoopDelayMs: number
 }
 
 const FLAGS = {
@@ -55,7 +75,14 @@ const FLAGS = {
   python: { type: 'string', env: 'T2R_PYTHON' },
   conversions: { type: 'string', env: 'T2R_CONVERSIONS' },
   'max-queued-conversions': { type: 'string', env: 'T2R_MAX_QUEUED_CONVERSIONS' },
-  'max-corpus-bytes': { type: 'string', env: 'T2R_MAX_CORPUS_BYTES' }
+  'max-corpus-bytes': { type: 'string', env: 'T2R_MAX_CORPUS_BYTES' },
+  'api-keys-file': { type: 'string', env: 'T2R_API_KEYS_FILE' },
+  'cors-origins': { type: 'string', env: 'T2R_CORS_ORIGINS' },
+  'ws-origins': { type: 'string', env: 'T2R_WS_ORIGINS' },
+  'rate-limit': { type: 'string', env: 'T2R_RATE_LIMIT' },
+  'max-sessions-per-key': { type: 'string', env: 'T2R_MAX_SESSIONS_PER_KEY' },
+  'max-sessions': { type: 'string', env: 'T2R_MAX_SESSIONS' },
+  'max-event-loop-delay': { type: 'string', env: 'T2R_MAX_EVENT_LOOP_DELAY_MS' }
 } as const
 
 type FlagName = keyof typeof FLAGS
@@ -77,8 +104,13 @@ export function loadConfig (argv: string[] = [], env: NodeJS.ProcessEnv = proces
   const provider = get('execution-provider') ?? 'cpu'
   if (provider !== 'cpu' && provider !== 'cuda') throw new Error(`execution provider must be cpu or cuda, got ${provider}`)
   const threads = get('intra-op-threads')
+  const host = get('host') ?? '127.0.0.1'
+  const access = accessConfig(get, env)
+  if (access.keys.length === 0 && !isLoopback(host)) {
+    throw new Error(`refusing to listen on ${host} without API keys: configure --api-keys-file or T2R_API_KEYS, or listen on 127.0.0.1`)
+  }
   return {
-    host: get('host') ?? '127.0.0.1',
+    host,
     port: int('port', get('port'), 8080, 0),
     modelsDir: get('models-dir') ?? 'models',
     dataDir: get('data-dir') ?? 'data/server',
@@ -99,8 +131,31 @@ export function loadConfig (argv: string[] = [], env: NodeJS.ProcessEnv = proces
     requestTimeoutMs: int('request timeout seconds', get('request-timeout'), 30, 1) * 1000,
     maxConnections: int('max connections', get('max-connections'), 1024, 1),
     maxQueueMs: int('max queue seconds', get('max-queue-time'), 10, 1) * 1000,
-    conversions: { enabled: get('conversions') !== 'off', maxQueued: int('max queued conversions', get('max-queued-conversions'), 4, 1), pythonBin: get('python') ?? '/usr/bin/python3', maxCorpusBytes: int('max corpus bytes', get('max-corpus-bytes'), 2 * 1024 * 1024, 1) }
+    conversions: { enabled: get('conversions') !== 'off', maxQueued: int('max queued conversions', get('max-queued-conversions'), 4, 1), pythonBin: get('python') ?? '/usr/bin/python3', maxCorpusBytes: int('max corpus bytes', get('max-corpus-bytes'), 2 * 1024 * 1024, 1) },
+    access
   }
+}
+
+function accessConfig (get: (name: FlagName) => string | undefined, env: NodeJS.ProcessEnv): AccessConfig {
+  const corsOrigins = parseOrigins('cors origins', get('cors-origins'))
+  return {
+    // Plaintext keys only ever come from the environment (a flag would show them in `ps`).
+    keys: loadApiKeys(get('api-keys-file'), env.T2R_API_KEYS),
+    corsOrigins,
+    // The web origins trusted with CORS are trusted with WebSockets too, unless told otherwise.
+    wsOrigins: get('ws-origins') === undefined ? corsOrigins : parseOrigins('websocket origins', get('ws-origins')),
+    rateLimitPerMinute: int('rate limit', get('rate-limit'), 600, 0),
+    maxSessionsPerKey: int('max sessions per key', get('max-sessions-per-key'), 256, 1),
+    maxSessions: int('max sessions', get('max-sessions'), 10_000, 1),
+    maxEventLoopDelayMs: int('max event loop delay', get('max-event-loop-delay'), 1000, 0)
+  }
+}
+
+/** Addresses only this machine can reach. */
+export function isLoopback (host: string): boolean {
+  if (host === 'localhost') return true
+  if (isIP(host) === 4) return host.startsWith('127.')
+  return host === '::1' || /^::ffff:127\./i.test(host)
 }
 
 /** ONNX Runtime threads per model: the machine's cores shared among the loaded models. */

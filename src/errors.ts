@@ -15,6 +15,12 @@ export class BusyError extends DomainError {}
 export class InvalidError extends DomainError {}
 /** A request that could not be parsed at all (malformed JSON, a binary frame). */
 export class MalformedError extends InvalidError {}
+/** No API key, or one the server does not know. */
+export class UnauthorizedError extends DomainError {}
+/** A known key without the scope this needs (admin), or a browser Origin that is not allowed. */
+export class ForbiddenError extends DomainError {}
+/** A key's (or the server's) session quota is used up: delete sessions or wait for them to expire. */
+export class QuotaExceededError extends DomainError {}
 
 /** The server is full right now; the client may retry after `retryAfterSeconds`. */
 export class OverloadedError extends DomainError {
@@ -22,6 +28,9 @@ export class OverloadedError extends DomainError {
     super(message)
   }
 }
+
+/** This key (or address) sent more requests than its rate limit allows; it may retry later. */
+export class RateLimitedError extends OverloadedError {}
 
 /** The server cannot serve this at all right now (loading, shutting down, disabled). */
 export class UnavailableError extends DomainError {

@@ -1,8 +1,15 @@
 // `npm start`: serve the models folder. Flags and environment variables: see src/config.ts.
-import { loadConfig } from './config.ts'
+import { loadConfig, type Config } from './config.ts'
 import { buildServer } from './server.ts'
 
-const config = loadConfig(process.argv.slice(2))
+let config: Config
+try {
+  config = loadConfig(process.argv.slice(2))
+} catch (err) {
+  // A configuration mistake is one line on stderr, not a stack trace.
+  process.stderr.write(`t2r-serve: ${(err as Error).message}\n`)
+  process.exit(2)
+}
 const server = await buildServer(config)
 await server.app.listen({ host: config.host, port: config.port })
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {

@@ -2,11 +2,13 @@
 // after the server listens (503 until then); close() drains generations and flushes sessions.
 import { join } from 'node:path'
 import Fastify, { type FastifyInstance } from 'fastify'
+import type { DestinationStream } from 'pino'
 import { registerApp } from './app.ts'
 import type { Config } from './config.ts'
 import { ConversionService } from './conversions/service.ts'
 import { ortBackends } from './engine/engine.ts'
 import { GenerationService } from './generation/service.ts'
+import { loggerOptions } from './http/logging.ts'
 import { createMetrics } from './metrics.ts'
 import { ModelRegistry } from './models/registry.ts'
 import type { AppServices } from './plugins/context.ts'
@@ -20,7 +22,8 @@ export interface Server {
   close (): Promise<void>
 }
 
-export async function buildServer (config: Config): Promise<Server> {
+/** `logStream`: where the log goes instead of stdout (tests read it). */
+export async function buildServer (config: Config, { logStream }: { logStream?: DestinationStream } = {}): Promise<Server> {
   const app = Fastify({
     bodyLimit: config.bodyLimit,
     requestTimeout: config.requestTimeoutMs,
@@ -32,10 +35,7 @@ export async function buildServer (config: Config): Promise<Server> {
     return503OnClosing: true,
     genReqId: (req) => (typeof req.headers['x-request-id'] === 'string' && req.headers['x-request-id'].length <= 128 ? req.headers['x-request-id'] : crypto.randomUUID()),
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
-    logger: {
-      level: config.logLevel,
-      redact: { paths: ['req.headers.authorization', 'req.headers.cookie', 'req.headers["x-api-key"]', 'req.headers["proxy-authorization"]'], censor: '[redacted]' }
-    }
+    logger: loggerOptions(config.logLevel, logStream)
   })
   app.server.maxConnections = config.maxConnections
   const metrics = createMetrics()

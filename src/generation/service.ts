@@ -5,11 +5,13 @@
 // Order matters for fairness under load: admission (a slot per model, counted before any work) comes
 // before tokenization, so a full server refuses in microseconds instead of tokenizing a megabyte
 // first; a client that goes away at any point (even while its prompt is tokenized) cancels.
+import type { Tenant } from '../auth/tenant.ts'
 import type { Config } from '../config.ts'
 import { randomSeed } from '../engine/rng.ts'
 import { InvalidError, NotFoundError, OverloadedError, UnavailableError, unprocessable } from '../errors.ts'
 import type { Metrics } from '../metrics.ts'
 import type { LoadedModel, ModelRegistry } from '../models/registry.ts'
+import { owned } from '../sessions/ownership.ts'
 import type { SessionStore } from '../sessions/store.ts'
 import type { GenerationHandle, GenerationResult, GenerationSink, GenerationSpec } from './spec.ts'
 import { prefillSpec } from './validate.ts'
@@ -90,7 +92,7 @@ export class GenerationService {
       let state: Float32Array[] | null = null
       let inputIds = promptIds
       if (spec.sessionId !== null) {
-        const info = this.sessions.info(spec.sessionId)
+        const info = owned(this.sessions, spec.sessionId, spec.tenant)
         if (info.model !== model.name) throw new InvalidError(`session ${spec.sessionId} belongs to model ${info.model}`, 'model')
         const current = await this.sessions.acquire(spec.sessionId)
         sessionId = spec.sessionId
@@ -134,8 +136,8 @@ export class GenerationService {
   }
 
   /** Feeds a prompt into a session's state without generating. */
-  async prefill (model: LoadedModel, sessionId: string, prompt: string, signal: AbortSignal): Promise<void> {
-    await this.complete(prefillSpec(model, sessionId, prompt), signal)
+  async prefill (model: LoadedModel, sessionId: string, prompt: string, tenant: Tenant, signal: AbortSignal): Promise<void> {
+    await this.complete(prefillSpec(model, sessionId, prompt, tenant), signal)
   }
 
   /** How long requests to `model` wait for their first token now (for /metrics). */

@@ -1,4 +1,5 @@
 // What a route asks the generation service for, after validation: one shape for every API.
+import type { Tenant } from '../auth/tenant.ts'
 import type { SamplingParams } from '../engine/sampler.ts'
 import type { LoadedModel } from '../models/registry.ts'
 
@@ -6,6 +7,8 @@ export interface GenerationSpec {
   model: LoadedModel
   prompt: string | number[]
   sessionId: string | null
+  /** The caller: a session_id must name one of its sessions (src/sessions/ownership.ts). */
+  tenant: Tenant
   maxNewTokens: number
   params: SamplingParams
   seed: number | null

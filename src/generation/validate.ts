@@ -5,6 +5,7 @@
 // Defaults shape sampling only: a greedy request (TGI without do_sample or a warper, OpenAI with
 // temperature 0) stays a pure argmax, so it is reproducible and equal across session turns.
 import { randomUUID } from 'node:crypto'
+import type { Tenant } from '../auth/tenant.ts'
 import { GREEDY, type SamplingParams } from '../engine/sampler.ts'
 import { unprocessable } from '../errors.ts'
 import type { LoadedModel } from '../models/registry.ts'
@@ -46,7 +47,7 @@ function samplingParams (model: LoadedModel, s: Sampling, param: (field: string)
 }
 
 /** TGI `/generate` and `/generate_stream`. */
-export function tgiSpec (body: TgiGenerateBodyT, model: LoadedModel): GenerationSpec {
+export function tgiSpec (body: TgiGenerateBodyT, model: LoadedModel, tenant: Tenant): GenerationSpec {
   const p = body.parameters ?? {}
   const d: Defaults = model.manifest.generation_defaults ?? {}
   const warpers = (p.temperature != null && p.temperature !== 1) || p.top_k != null || p.top_p != null || p.typical_p != null
@@ -56,6 +57,7 @@ export function tgiSpec (body: TgiGenerateBodyT, model: LoadedModel): Generation
     model,
     prompt: body.inputs,
     sessionId: p.session_id ?? null,
+    tenant,
     maxNewTokens: p.max_new_tokens ?? d.max_new_tokens ?? TGI_DEFAULT_MAX_NEW_TOKENS,
     params: samplingParams(model, { ...p, temperature, top_logprobs: p.top_n_tokens ?? 0 }, (f) => `parameters.${f}`),
     seed: p.seed ?? null,
@@ -64,12 +66,13 @@ export function tgiSpec (body: TgiGenerateBodyT, model: LoadedModel): Generation
   }
 }
 
-function openAiSpec (p: OpenAiSamplingT, model: LoadedModel, prompt: string | number[], sessionId: string | null): GenerationSpec {
+function openAiSpec (p: OpenAiSamplingT, model: LoadedModel, prompt: string | number[], sessionId: string | null, tenant: Tenant): GenerationSpec {
   const d: Defaults = model.manifest.generation_defaults ?? {}
   return {
     model,
     prompt,
     sessionId,
+    tenant,
     maxNewTokens: p.max_tokens ?? d.max_new_tokens ?? OPENAI_DEFAULT_MAX_TOKENS,
     params: samplingParams(model, { ...p, temperature: p.temperature ?? d.temperature ?? 1, top_logprobs: p.logprobs ?? 0 }, (f) => f),
     seed: p.seed ?? null,
@@ -79,11 +82,11 @@ function openAiSpec (p: OpenAiSamplingT, model: LoadedModel, prompt: string | nu
 }
 
 /** OpenAI `/v1/completions`, and `/v1/sessions/:id/completions` with the session's id. */
-export function completionSpec (body: CompletionBodyT | SessionCompletionBodyT, model: LoadedModel, sessionId: string | null): GenerationSpec {
+export function completionSpec (body: CompletionBodyT | SessionCompletionBodyT, model: LoadedModel, sessionId: string | null, tenant: Tenant): GenerationSpec {
   if (echoes(body) && body.stream === true) throw unprocessable('echo is not supported with stream', body.echo === true ? 'echo' : 'return_full_text')
   const prompt = body.prompt === undefined ? '' : Array.isArray(body.prompt) && typeof body.prompt[0] === 'string' ? body.prompt[0] : body.prompt as string | number[]
   const greedy = body.do_sample === false && body.temperature == null
-  return openAiSpec(greedy ? { ...body, temperature: 0 } : body, model, prompt, sessionId)
+  return openAiSpec(greedy ? { ...body, temperature: 0 } : body, model, prompt, sessionId, tenant)
 }
 
 /** Whether a completion repeats its prompt before the generated text (OpenAI echo, TGI return_full_text). */
@@ -107,13 +110,13 @@ export function requestedModel (name: string | undefined, host: string | undefin
 }
 
 /** A WebSocket `generate` message (OpenAI's sampling fields). */
-export function streamMessageSpec (msg: StreamGenerateMessageT, model: LoadedModel): GenerationSpec {
-  return openAiSpec(msg, model, msg.prompt, msg.session_id ?? null)
+export function streamMessageSpec (msg: StreamGenerateMessageT, model: LoadedModel, tenant: Tenant): GenerationSpec {
+  return openAiSpec(msg, model, msg.prompt, msg.session_id ?? null, tenant)
 }
 
 /** A session's prefill: feed the prompt into the state, generate nothing. */
-export function prefillSpec (model: LoadedModel, sessionId: string, prompt: string): GenerationSpec {
-  return { model, prompt, sessionId, maxNewTokens: 0, params: GREEDY, seed: 0, stop: [], ignoreEos: false }
+export function prefillSpec (model: LoadedModel, sessionId: string, prompt: string, tenant: Tenant): GenerationSpec {
+  return { model, prompt, sessionId, tenant, maxNewTokens: 0, params: GREEDY, seed: 0, stop: [], ignoreEos: false }
 }
 
 export const completionId = (): string => `cmpl-${randomUUID().replaceAll('-', '')}`

@@ -2,7 +2,7 @@
 // parsing and schema errors map by code. TGI routes answer {error, error_type}; /v1/* routes answer
 // OpenAI's {error: {message, type, param, code}}.
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { BusyError, DomainError, InvalidError, MalformedError, NotFoundError, OverloadedError, UnavailableError } from '../errors.ts'
+import { BusyError, DomainError, ForbiddenError, InvalidError, MalformedError, NotFoundError, OverloadedError, QuotaExceededError, RateLimitedError, UnauthorizedError, UnavailableError } from '../errors.ts'
 
 export interface HttpError {
   status: number
@@ -20,6 +20,10 @@ function fromDomain (e: DomainError): HttpError {
   if (e instanceof BusyError) return http(409, 'conflict', e.message, e.param)
   if (e instanceof MalformedError) return http(400, 'invalid_request_error', e.message, e.param)
   if (e instanceof InvalidError) return http(422, 'validation', e.message, e.param)
+  if (e instanceof UnauthorizedError) return http(401, 'authentication_error', e.message, e.param, { 'www-authenticate': 'Bearer realm="t2r-serve"' })
+  if (e instanceof ForbiddenError) return http(403, 'permission_error', e.message, e.param)
+  if (e instanceof QuotaExceededError) return http(429, 'quota_exceeded', e.message, e.param)
+  if (e instanceof RateLimitedError) return http(429, 'rate_limit_exceeded', e.message, e.param, { 'retry-after': String(e.retryAfterSeconds) })
   if (e instanceof OverloadedError) return http(429, 'overloaded', e.message, e.param, { 'retry-after': String(e.retryAfterSeconds) })
   if (e instanceof UnavailableError) return http(503, 'unavailable', e.message, e.param, { 'retry-after': String(e.retryAfterSeconds) })
   return http(500, 'internal', 'internal error')

@@ -4,6 +4,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type, type TSchema } from '@sinclair/typebox'
 import { RECIPE } from '../contract/recipe.ts'
 import type { Job } from '../conversions/job-store.ts'
+import { requireAdmin } from '../auth/tenant.ts'
 import { unavailable } from '../errors.ts'
 import { SseStream } from '../http/sse.ts'
 
@@ -73,6 +74,7 @@ function jobView (j: Job) {
 }
 
 const conversionRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  app.addHook('onRequest', requireAdmin) // conversion jobs are server-wide: admin keys only
   const service = (): NonNullable<typeof app.t2r.conversions> => {
     const c = app.t2r.conversions
     if (c === null) throw unavailable('conversions are disabled on this server')

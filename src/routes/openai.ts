@@ -10,6 +10,7 @@ import { completionSpec, echoes, requestedModel } from '../generation/validate.t
 import { disconnectSignal } from '../http/disconnect.ts'
 import { SseStream } from '../http/sse.ts'
 import type { LoadedModel } from '../models/registry.ts'
+import { owned } from '../sessions/ownership.ts'
 
 const FINISH: Record<FinishReason, string> = { length: 'length', eos_token: 'stop', stop: 'stop', cancelled: 'cancelled' }
 
@@ -111,7 +112,7 @@ const openAiRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.post('/v1/completions', { schema: { body: CompletionBody, response: { 200: CompletionResponse } } }, async (request, reply) => {
     const body = request.body
     const model = generation.resolveModel(requestedModel(body.model, request.headers.host, (n) => registry.has(n)))
-    const spec = completionSpec(body, model, body.session_id ?? null)
+    const spec = completionSpec(body, model, body.session_id ?? null, request.tenant)
     return await completion(request, reply, body, spec)
   })
 
@@ -119,7 +120,7 @@ const openAiRoutes: FastifyPluginAsyncTypebox = async (app) => {
     schema: { params: Type.Object({ id: SessionId }), body: SessionCompletionBody, response: { 200: CompletionResponse } }
   }, async (request, reply) => {
     const { id } = request.params
-    const spec = completionSpec(request.body, generation.resolveModel(sessions.info(id).model), id)
+    const spec = completionSpec(request.body, generation.resolveModel(owned(sessions, id, request.tenant).model), id, request.tenant)
     return await completion(request, reply, request.body, spec)
   })
 

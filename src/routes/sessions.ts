@@ -5,6 +5,7 @@ import type { FastifyPluginAsyncTypebox, TypeBoxTypeProvider } from '@fastify/ty
 import { InvalidError } from '../errors.ts'
 import { MAX_PROMPT_CHARS, ModelName, SessionId } from '../generation/schemas.ts'
 import { disconnectSignal } from '../http/disconnect.ts'
+import { admitSession, owned, visibleSessions } from '../sessions/ownership.ts'
 import type { SessionInfo } from '../sessions/store.ts'
 
 const IdParams = Type.Object({ id: SessionId })
@@ -18,6 +19,7 @@ const Session = Type.Object({
   id: Type.String(),
   object: Type.Literal('session'),
   model: Type.String(),
+  owner: Type.String(),
   tokens_consumed: Type.Integer(),
   pending_tokens: Type.Integer(),
   state_bytes: Type.Integer(),
@@ -33,6 +35,7 @@ function view (s: SessionInfo) {
     id: s.id,
     object: 'session' as const,
     model: s.model,
+    owner: s.owner,
     tokens_consumed: s.position,
     pending_tokens: s.pending.length,
     state_bytes: s.stateBytes,
@@ -44,7 +47,7 @@ function view (s: SessionInfo) {
 }
 
 const sessionRoutes: FastifyPluginAsyncTypebox = async (app) => {
-  const { sessions, generation } = app.t2r
+  const { sessions, generation, config } = app.t2r
 
   app.post('/v1/sessions', {
     schema: { body: CreateBody, response: { 201: Session } },
@@ -53,10 +56,11 @@ const sessionRoutes: FastifyPluginAsyncTypebox = async (app) => {
   }, async (request, reply) => {
     const body = request.body
     const model = generation.resolveModel(body.model)
-    const info = await sessions.create(model.name)
+    admitSession(sessions, request.tenant, config.access)
+    const info = await sessions.create(model.name, request.tenant.key)
     if (body.prompt !== undefined && body.prompt !== '') {
       try {
-        await generation.prefill(model, info.id, body.prompt, disconnectSignal(reply))
+        await generation.prefill(model, info.id, body.prompt, request.tenant, disconnectSignal(reply))
       } catch (err) {
         await sessions.delete(info.id)
         throw err
@@ -66,20 +70,25 @@ const sessionRoutes: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.get('/v1/sessions', { schema: { response: { 200: Type.Object({ object: Type.Literal('list'), data: Type.Array(Session) }) } } },
-    async () => ({ object: 'list' as const, data: sessions.list().map(view) }))
+    async (request) => ({ object: 'list' as const, data: visibleSessions(sessions, request.tenant).map(view) }))
 
-  app.get('/v1/sessions/:id', { schema: { params: IdParams, response: { 200: Session } } }, async (request) => view(sessions.info(request.params.id)))
+  app.get('/v1/sessions/:id', { schema: { params: IdParams, response: { 200: Session } } }, async (request) => view(owned(sessions, request.params.id, request.tenant)))
 
   app.delete('/v1/sessions/:id', { schema: { params: IdParams, response: { 200: Deleted } } }, async (request) => {
+    owned(sessions, request.params.id, request.tenant)
     await sessions.delete(request.params.id)
     return { id: request.params.id, object: 'session' as const, deleted: true as const }
   })
 
-  app.post('/v1/sessions/:id/fork', { schema: { params: IdParams, response: { 201: Session } } }, async (request, reply) =>
-    await reply.code(201).send(view(await sessions.fork(request.params.id))))
+  app.post('/v1/sessions/:id/fork', { schema: { params: IdParams, response: { 201: Session } } }, async (request, reply) => {
+    owned(sessions, request.params.id, request.tenant)
+    admitSession(sessions, request.tenant, config.access)
+    return await reply.code(201).send(view(await sessions.fork(request.params.id, request.tenant.key)))
+  })
 
   app.get('/v1/sessions/:id/state', { schema: { params: IdParams } }, async (request, reply) => {
     const { id } = request.params
+    owned(sessions, id, request.tenant)
     const buf = await sessions.exportState(id)
     return await reply
       .header('content-type', 'application/octet-stream')
@@ -92,7 +101,12 @@ const sessionRoutes: FastifyPluginAsyncTypebox = async (app) => {
   await app.register(async (plain) => {
     const scoped = plain.withTypeProvider<TypeBoxTypeProvider>()
     scoped.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: STATE_LIMIT }, (_req, body, done) => { done(null, body) })
-    scoped.put('/v1/sessions/:id/state', { schema: { params: IdParams, response: { 200: Session } }, bodyLimit: STATE_LIMIT }, async (request) => {
+    scoped.put('/v1/sessions/:id/state', {
+      schema: { params: IdParams, response: { 200: Session } },
+      bodyLimit: STATE_LIMIT,
+      // Ownership is checked before the (up to 512 MiB) body is read.
+      onRequest: async (request) => { owned(sessions, (request.params as { id: string }).id, request.tenant) }
+    }, async (request) => {
       if (!Buffer.isBuffer(request.body)) throw new InvalidError('send the state as application/octet-stream', 'body')
       return view(await sessions.importState(request.params.id, request.body))
     })

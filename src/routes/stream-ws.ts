@@ -30,7 +30,7 @@ function schemaError (schema: typeof StreamGenerateMessage | typeof StreamCancel
 const streamRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { generation } = app.t2r
 
-  app.get('/v1/stream', { websocket: true }, (socket: WebSocket) => {
+  app.get('/v1/stream', { websocket: true }, (socket: WebSocket, request) => {
     const active = new Map<string, Active>()
     let paused = false
     let poll: NodeJS.Timeout | null = null
@@ -56,7 +56,7 @@ const streamRoutes: FastifyPluginAsyncTypebox = async (app) => {
     }
 
     async function start (msg: StreamGenerateMessageT, entry: Active): Promise<void> {
-      const spec = streamMessageSpec(msg, generation.resolveModel(msg.model))
+      const spec = streamMessageSpec(msg, generation.resolveModel(msg.model), request.tenant)
       let index = 0
       let promptTokens = 0
       const started = await generation.start(spec, {

@@ -8,6 +8,7 @@ import type { GenerationResult, GenerationSpec, TokenInfo } from '../generation/
 import { tgiSpec } from '../generation/validate.ts'
 import { disconnectSignal } from '../http/disconnect.ts'
 import { SseStream } from '../http/sse.ts'
+import type { Tenant } from '../auth/tenant.ts'
 import type { LoadedModel } from '../models/registry.ts'
 
 const TGI_FINISH = { length: 'length', eos_token: 'eos_token', stop: 'stop_sequence', cancelled: 'cancelled' } as const
@@ -61,10 +62,10 @@ function details (s: GenerationSpec, result: GenerationResult, tokens: TokenInfo
 const tgiRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { generation, registry, config } = app.t2r
 
-  const spec = (body: TgiGenerateBodyT): GenerationSpec => tgiSpec(body, generation.resolveModel(body.parameters?.model, 'parameters.model'))
+  const spec = (body: TgiGenerateBodyT, tenant: Tenant): GenerationSpec => tgiSpec(body, generation.resolveModel(body.parameters?.model, 'parameters.model'), tenant)
 
   async function generate (body: TgiGenerateBodyT, reply: FastifyReply) {
-    const s = spec(body)
+    const s = spec(body, reply.request.tenant)
     const tokens: TokenInfo[] = []
     const { result, started } = await generation.complete(s, disconnectSignal(reply), (t) => { tokens.push(t) })
     const text = (body.parameters?.return_full_text === true ? body.inputs : '') + result.text
@@ -75,7 +76,7 @@ const tgiRoutes: FastifyPluginAsyncTypebox = async (app) => {
   }
 
   async function generateStream (body: TgiGenerateBodyT, request: FastifyRequest, reply: FastifyReply): Promise<void> {
-    const s = spec(body)
+    const s = spec(body, request.tenant)
     const sse = new SseStream(request, reply)
     let held: TokenInfo | null = null
     let flushTimer: NodeJS.Immediate | null = null

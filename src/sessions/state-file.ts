@@ -33,7 +33,9 @@ const StateHeaderSchema = Type.Object({
   }, { additionalProperties: false }), { maxItems: 256 }),
   sha256: Type.String({ pattern: '^[0-9a-f]{64}$' }),
   created_at: Type.Optional(Type.String({ maxLength: 64 })),
-  session_id: Type.Optional(Type.String({ maxLength: 256 }))
+  session_id: Type.Optional(Type.String({ maxLength: 256 })),
+  /** The API key name that owns the session (tenants). */
+  owner: Type.Optional(Type.String({ maxLength: 256 }))
 }, { additionalProperties: false })
 
 export type StateHeader = Static<typeof StateHeaderSchema>
@@ -65,7 +67,7 @@ function digest (claims: Omit<StateHeader, 'sha256'>, body: Uint8Array): string 
 }
 
 type Claims = Omit<StateHeader, 'sha256'>
-type Extra = Partial<Pick<StateHeader, 'created_at' | 'session_id'>>
+type Extra = Partial<Pick<StateHeader, 'created_at' | 'session_id' | 'owner'>>
 
 function claimsOf (manifest: Manifest, state: SessionState, extra: Extra): { claims: Claims, body: Buffer } {
   const tensors = state.tensors ?? []

@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto'
 import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { LOCAL_OWNER } from '../auth/tenant.ts'
 import { BusyError, NotFoundError } from '../errors.ts'
 import type { Manifest } from '../models/manifest.ts'
 import { decodeState, encodeStateAsync, readHeader, stateBytes, type SessionState } from './state-file.ts'
@@ -15,6 +16,8 @@ export const SESSION_ID = /^[A-Za-z0-9_-]{1,64}$/
 export interface SessionInfo {
   id: string
   model: string
+  /** The API key name that created it (src/sessions/ownership.ts). */
+  owner: string
   position: number
   pending: number[]
   stateBytes: number
@@ -59,10 +62,10 @@ export class SessionStore {
     return n
   }
 
-  async create (model: string): Promise<SessionInfo> {
+  async create (model: string, owner: string): Promise<SessionInfo> {
     const id = `sess_${randomUUID().replaceAll('-', '')}`
     const now = Date.now()
-    const info: SessionInfo = { id, model, position: 0, pending: [], stateBytes: 0, busy: false, resident: true, createdAt: now, lastUsedAt: now, expiresAt: now + this.options.ttlSeconds * 1000 }
+    const info: SessionInfo = { id, model, owner, position: 0, pending: [], stateBytes: 0, busy: false, resident: true, createdAt: now, lastUsedAt: now, expiresAt: now + this.options.ttlSeconds * 1000 }
     this.entries.set(id, { info, state: { position: 0, pending: [], tensors: null }, writing: Promise.resolve() })
     this.touch(id)
     await this.persist(id)
@@ -111,10 +114,10 @@ export class SessionStore {
     await this.persist(id)
   }
 
-  async fork (id: string): Promise<SessionInfo> {
+  async fork (id: string, owner: string): Promise<SessionInfo> {
     const source = this.entry(id)
     const state = await this.load(id)
-    const copy = await this.create(source.info.model)
+    const copy = await this.create(source.info.model, owner)
     await this.replace(copy.id, { position: state.position, pending: [...state.pending], tensors: state.tensors?.map((t) => t.slice()) ?? null })
     return this.info(copy.id)
   }
@@ -167,7 +170,7 @@ export class SessionStore {
   private async persist (id: string): Promise<void> {
     const e = this.entries.get(id)!
     // Encoded now (the state may be replaced before this write runs); hashed off the event loop.
-    const encoding = encodeStateAsync(this.manifest(e.info.model), e.state!, { session_id: id, created_at: new Date(e.info.createdAt).toISOString() })
+    const encoding = encodeStateAsync(this.manifest(e.info.model), e.state!, { session_id: id, created_at: new Date(e.info.createdAt).toISOString(), owner: e.info.owner })
     encoding.catch(() => {}) // handled where the write awaits it; not an unhandled rejection meanwhile
     const write = async (): Promise<void> => {
       const buf = await encoding
@@ -232,8 +235,10 @@ export class SessionStore {
         const now = Date.now()
         const created = header.created_at !== undefined ? Date.parse(header.created_at) : now
         const bytes = header.tensors.reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1) * 4, 0)
+        // Files written before sessions had owners belong to the local tenant (only admins see them once keys are on).
+        const owner = typeof header.owner === 'string' ? header.owner : LOCAL_OWNER
         this.entries.set(id, {
-          info: { id, model: header.model, position: header.position, pending: header.pending, stateBytes: bytes, busy: false, resident: false, createdAt: created, lastUsedAt: now, expiresAt: now + this.options.ttlSeconds * 1000 },
+          info: { id, model: header.model, owner, position: header.position, pending: header.pending, stateBytes: bytes, busy: false, resident: false, createdAt: created, lastUsedAt: now, expiresAt: now + this.options.ttlSeconds * 1000 },
           state: null,
           writing: Promise.resolve()
         })

@@ -2,6 +2,7 @@
 import { cpSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import type { DestinationStream } from 'pino'
 import { loadConfig, type Config } from '../../src/config.ts'
 import { buildServer, type Server } from '../../src/server.ts'
 
@@ -21,6 +22,8 @@ export interface StartOptions {
   dataDir?: string
   env?: Record<string, string>
   loadModels?: boolean
+  /** Receives the server's log lines (set LOG_LEVEL in env: the default here is silent). */
+  logStream?: DestinationStream
 }
 
 export async function startServer (options: StartOptions): Promise<TestServer> {
@@ -37,7 +40,7 @@ export async function startServer (options: StartOptions): Promise<TestServer> {
     T2R_INTRA_OP_THREADS: '1',
     ...options.env
   })
-  const server = await buildServer(config)
+  const server = await buildServer(config, { logStream: options.logStream })
   await server.app.listen({ host: '127.0.0.1', port: 0 })
   if (options.loadModels !== false) await server.loadModels()
   const address = server.app.server.address()
