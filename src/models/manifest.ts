@@ -1,4 +1,4 @@
-// model.json, validated against a JSON Schema at load (DESIGN.md §2).
+// model.json, validated against a JSON Schema at load (docs/design.md §7).
 import { Type, type Static } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 

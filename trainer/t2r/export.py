@@ -1,4 +1,4 @@
-"""ONNX export per DESIGN.md §3, and the reference logits the server checks the export against."""
+"""ONNX export per docs/design.md §7, and the reference logits the server checks the export against."""
 from __future__ import annotations
 
 import base64
