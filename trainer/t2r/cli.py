@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=["train", "validation", "test"], default="test")
     p.add_argument("--seq", type=_positive(int), default=256)
 
-    p = sub.add_parser("export", help="export a checkpoint to ONNX (DESIGN.md §3)")
+    p = sub.add_parser("export", help="export a checkpoint to ONNX (docs/design.md §7)")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--out", required=True)
     return parser

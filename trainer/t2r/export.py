@@ -1,5 +1,5 @@
-"""ONNX export in the shape of contract/onnx-io.json (DESIGN.md §3), and the reference logits the server
-checks the export against."""
+"""ONNX export in the shape of contract/onnx-io.json (docs/design.md §7), and the reference logits the
+server checks the export against."""
 from __future__ import annotations
 
 import base64

@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-# The normaliser's clamp. One constant used in training, export and decode (DESIGN.md §3).
+# The normaliser's clamp. One constant used in training, export and decode (docs/design.md §7).
 EPS = 1e-6
 ATTENTIONS = ("softmax", "t2r", "elu")
 
