@@ -22,6 +22,9 @@ export class ForbiddenError extends DomainError {}
 /** A key's (or the server's) session quota is used up: delete sessions or wait for them to expire. */
 export class QuotaExceededError extends DomainError {}
 
+/** The client went away before its work started: nobody reads the answer (499, as nginx logs it). */
+export class ClientGoneError extends DomainError {}
+
 /** The server is full right now; the client may retry after `retryAfterSeconds`. */
 export class OverloadedError extends DomainError {
   constructor (message: string, readonly retryAfterSeconds = 1) {

@@ -23,10 +23,10 @@ function cudaProviderLibrary (): string | null {
 export function cudaMissing (): string | null {
   if (cudaProviderLibrary() === null) {
     return 'onnxruntime-node has no CUDA provider library (libonnxruntime_providers_cuda.so): install it with ' +
-      'ONNXRUNTIME_NODE_INSTALL_CUDA=v12 and onnxruntime-node\'s install script allowed (see Dockerfile.gpu)'
+      'ONNXRUNTIME_NODE_INSTALL=cuda12 and onnxruntime-node\'s install script allowed (see docs/deployment.md)'
   }
   if (!existsSync('/dev/nvidiactl') && !existsSync('/dev/nvidia0')) {
-    return 'no NVIDIA GPU device (/dev/nvidia0) is visible to this process'
+    return 'no NVIDIA GPU device (/dev/nvidiactl or /dev/nvidia0) is visible to this process'
   }
   return null
 }

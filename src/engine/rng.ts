@@ -29,7 +29,3 @@ export class Rng {
 function rotl (x: number, k: number): number {
   return ((x << k) | (x >>> (32 - k))) >>> 0
 }
-
-export function randomSeed (): number {
-  return Math.floor(Math.random() * 2 ** 32)
-}

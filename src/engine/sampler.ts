@@ -4,22 +4,11 @@
 // Every step is total over what the request schemas admit and what a model can emit: scores are
 // float64 with NaN read as -inf and +inf as the largest double (so a difference of two scores is
 // never NaN), and temperature divides distances from the best score, never scores themselves.
+import { GREEDY, type SamplingParams } from '../generation/backend.ts'
 import type { Rng } from './rng.ts'
 
-export interface SamplingParams {
-  temperature: number        // 0 = greedy
-  topK: number               // 0 = off
-  topP: number               // 1 = off
-  typicalP: number           // 1 = off
-  repetitionPenalty: number  // 1 = off; applied to every token of prompt and output (HF)
-  frequencyPenalty: number   // 0 = off; OpenAI: minus count * penalty
-  presencePenalty: number    // 0 = off; OpenAI: minus penalty if present
-  topLogprobs: number        // alternatives returned per token (0 = none)
-}
-
-export const GREEDY: SamplingParams = {
-  temperature: 0, topK: 0, topP: 1, typicalP: 1, repetitionPenalty: 1, frequencyPenalty: 0, presencePenalty: 0, topLogprobs: 0
-}
+// The parameters are part of the Backend interface; re-exported for the engine's own users.
+export { GREEDY, type SamplingParams }
 
 export interface SampledToken {
   id: number

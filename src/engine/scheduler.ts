@@ -6,8 +6,8 @@
 // - Sequences that have a token to decode are decoded together, up to `maxBatch` rows per run.
 //   When more are ready than fit, rows rotate so every sequence advances.
 // - Prefill and decode alternate while both have work, so neither starves.
-// - Paused sequences (a slow reader) and cancelled ones are skipped; a cancelled one leaves at the
-//   next step.
+// - Paused sequences (a slow reader) are skipped. Cancelled ones are removed by the worker (after
+//   the step in flight if they are part of it: see runner.ts), so they never reach this policy.
 
 export interface SchedulerOptions {
   maxBatch: number

@@ -1,9 +1,24 @@
 // The interface between the generation service and whatever runs a model (TGI's `Backend`): the
 // service and the registry hold Backends; src/engine/engine.ts implements one with ONNX Runtime in a
 // worker thread. Nothing here knows about tensors' layout, workers or HTTP.
-import type { SamplingParams } from '../engine/sampler.ts'
 import type { Manifest } from '../models/manifest.ts'
 import type { TextTokenizer } from '../tokenizer/tokenizer.ts'
+
+/** How to choose each token (src/engine/sampler.ts implements them, in HF/TGI order). */
+export interface SamplingParams {
+  temperature: number        // 0 = greedy
+  topK: number               // 0 = off
+  topP: number               // 1 = off
+  typicalP: number           // 1 = off
+  repetitionPenalty: number  // 1 = off; applied to every token of prompt and output (HF)
+  frequencyPenalty: number   // 0 = off; OpenAI: minus count * penalty
+  presencePenalty: number    // 0 = off; OpenAI: minus penalty if present
+  topLogprobs: number        // alternatives returned per token (0 = none)
+}
+
+export const GREEDY: SamplingParams = {
+  temperature: 0, topK: 0, topP: 1, typicalP: 1, repetitionPenalty: 1, frequencyPenalty: 0, presencePenalty: 0, topLogprobs: 0
+}
 
 export type FinishReason = 'length' | 'stop' | 'eos_token' | 'cancelled'
 

@@ -7,8 +7,7 @@
 // first; a client that goes away at any point (even while its prompt is tokenized) cancels.
 import type { Tenant } from '../auth/tenant.ts'
 import type { Config } from '../config.ts'
-import { randomSeed } from '../engine/rng.ts'
-import { InvalidError, NotFoundError, OverloadedError, UnavailableError, unprocessable } from '../errors.ts'
+import { ClientGoneError, InvalidError, NotFoundError, OverloadedError, UnavailableError, unprocessable } from '../errors.ts'
 import type { Metrics } from '../metrics.ts'
 import type { LoadedModel, ModelRegistry } from '../models/registry.ts'
 import { owned } from '../sessions/ownership.ts'
@@ -23,7 +22,6 @@ export interface StartedGeneration {
   seed: number
 }
 
-export class CancelledError extends Error {}
 
 /** Generations of one model that were submitted and have no first token yet, by submit time. */
 class WaitQueue {
@@ -87,7 +85,7 @@ export class GenerationService {
     let sessionId: string | null = null
     try {
       const promptIds = await this.tokenize(spec)
-      if (signal.aborted) throw new CancelledError('client went away before the generation started')
+      if (signal.aborted) throw new ClientGoneError('client went away before the generation started')
       let position = 0
       let state: Float32Array[] | null = null
       let inputIds = promptIds
@@ -103,8 +101,9 @@ export class GenerationService {
       }
       if (inputIds.length === 0 && position === 0) inputIds = [model.manifest.eos_token_id] // document start
       if (inputIds.length === 0) throw new InvalidError('prompt is empty and the session has nothing pending to continue from', 'prompt')
-      if (signal.aborted) throw new CancelledError('client went away before the generation started')
-      const seed = spec.seed ?? randomSeed()
+      if (signal.aborted) throw new ClientGoneError('client went away before the generation started')
+      const seed = spec.seed ?? Math.floor(Math.random() * 2 ** 32)
+      const tracked = this.tracked(model, sessionId, inputIds.length, sink)
       const handle = model.engine.submit({
         inputIds,
         position,
@@ -114,8 +113,9 @@ export class GenerationService {
         maxNewTokens: spec.maxNewTokens,
         stop: spec.stop,
         stopTokenIds: spec.ignoreEos ? [] : [model.manifest.eos_token_id]
-      }, this.tracked(model, sessionId, inputIds.length, sink))
-      this.metrics.activeSequences.inc({ model: model.name })
+      }, tracked.sink)
+      // Counted only once the engine took it: a submit that throws leaves no trace in the queue.
+      tracked.submitted()
       release()
       if (signal.aborted) handle.cancel()
       else signal.addEventListener('abort', () => { handle.cancel() }, { once: true })
@@ -195,42 +195,53 @@ export class GenerationService {
     return ids
   }
 
-  /** Wraps a sink with metrics and the session's write-through. */
-  private tracked (model: LoadedModel, sessionId: string | null, promptTokens: number, sink: GenerationSink): GenerationSink {
+  /** Wraps a sink with metrics, the wait queue and the session's write-through. */
+  private tracked (model: LoadedModel, sessionId: string | null, promptTokens: number, sink: GenerationSink): { sink: GenerationSink, submitted: () => void } {
     const labels = { model: model.name }
     const { metrics, sessions } = this
-    const submitted = performance.now()
     const queue = this.queueOf(model.name)
-    const waiting = queue.enter()
+    let waiting: { at: number } | null = null
+    let submitted = 0
     let last = 0
     return {
-      token (token, timing) {
-        const now = performance.now()
-        if (timing.first) {
-          queue.leave(waiting, true)
-          metrics.timeToFirstToken.observe(labels, (now - submitted) / 1000)
-          metrics.queueTime.observe(labels, timing.queueMs / 1000)
-        } else if (token.id >= 0) {
-          metrics.interTokenLatency.observe(labels, (now - last) / 1000)
+      submitted: () => {
+        submitted = performance.now()
+        waiting = queue.enter()
+        metrics.activeSequences.inc(labels)
+      },
+      sink: {
+        token (token, timing) {
+          const now = performance.now()
+          if (timing.first) {
+            if (waiting !== null) queue.leave(waiting, true)
+            metrics.timeToFirstToken.observe(labels, (now - submitted) / 1000)
+            metrics.queueTime.observe(labels, timing.queueMs / 1000)
+          } else if (token.id >= 0) {
+            metrics.interTokenLatency.observe(labels, (now - last) / 1000)
+          }
+          last = now
+          sink.token(token, timing)
+        },
+        end (result) {
+          if (waiting !== null) queue.leave(waiting, result.tokens.length > 0)
+          metrics.activeSequences.dec(labels)
+          metrics.promptTokens.inc(labels, promptTokens)
+          metrics.generatedTokens.inc(labels, result.tokens.length)
+          if (sessionId === null) { sink.end(result); return }
+          // A turn cancelled before it produced anything never happened: the session keeps its
+          // previous state rather than a prompt fed halfway.
+          const unchanged = result.finishReason === 'cancelled' && result.tokens.length === 0
+          const state = unchanged ? undefined : { position: result.position, pending: result.pending, tensors: result.state }
+          // The turn is reported only once it is on disk: a kill after the answer loses nothing.
+          sessions.release(sessionId, state)
+            .then(() => { sink.end(result) }, (err: Error) => { sink.error(new UnavailableError(`session ${sessionId} could not be saved: ${err.message}`)) })
+        },
+        error (err) {
+          if (waiting !== null) queue.leave(waiting, false)
+          metrics.activeSequences.dec(labels)
+          if (sessionId === null) { sink.error(err); return }
+          sessions.release(sessionId).finally(() => { sink.error(err) })
         }
-        last = now
-        sink.token(token, timing)
-      },
-      end (result) {
-        queue.leave(waiting, result.tokens.length > 0)
-        metrics.activeSequences.dec(labels)
-        metrics.promptTokens.inc(labels, promptTokens)
-        metrics.generatedTokens.inc(labels, result.tokens.length)
-        if (sessionId === null) { sink.end(result); return }
-        // The turn is reported only once it is on disk: a kill after the answer loses nothing.
-        sessions.release(sessionId, { position: result.position, pending: result.pending, tensors: result.state })
-          .then(() => { sink.end(result) }, (err: Error) => { sink.error(new UnavailableError(`session ${sessionId} could not be saved: ${err.message}`)) })
-      },
-      error (err) {
-        queue.leave(waiting, false)
-        metrics.activeSequences.dec(labels)
-        if (sessionId === null) { sink.error(err); return }
-        sessions.release(sessionId).finally(() => { sink.error(err) })
       }
     }
   }

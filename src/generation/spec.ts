@@ -1,6 +1,6 @@
 // What a route asks the generation service for, after validation: one shape for every API.
 import type { Tenant } from '../auth/tenant.ts'
-import type { SamplingParams } from '../engine/sampler.ts'
+import type { SamplingParams } from './backend.ts'
 import type { LoadedModel } from '../models/registry.ts'
 
 export interface GenerationSpec {

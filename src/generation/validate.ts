@@ -4,9 +4,8 @@
 //
 // Defaults shape sampling only: a greedy request (TGI without do_sample or a warper, OpenAI with
 // temperature 0) stays a pure argmax, so it is reproducible and equal across session turns.
-import { randomUUID } from 'node:crypto'
 import type { Tenant } from '../auth/tenant.ts'
-import { GREEDY, type SamplingParams } from '../engine/sampler.ts'
+import { GREEDY, type SamplingParams } from './backend.ts'
 import { unprocessable } from '../errors.ts'
 import type { LoadedModel } from '../models/registry.ts'
 import type { CompletionBodyT, OpenAiSamplingT, SessionCompletionBodyT, StreamGenerateMessageT, TgiGenerateBodyT } from './schemas.ts'
@@ -118,5 +117,3 @@ export function streamMessageSpec (msg: StreamGenerateMessageT, model: LoadedMod
 export function prefillSpec (model: LoadedModel, sessionId: string, prompt: string, tenant: Tenant): GenerationSpec {
   return { model, prompt, sessionId, tenant, maxNewTokens: 0, params: GREEDY, seed: 0, stop: [], ignoreEos: false }
 }
-
-export const completionId = (): string => `cmpl-${randomUUID().replaceAll('-', '')}`

@@ -2,7 +2,7 @@
 // parsing and schema errors map by code. TGI routes answer {error, error_type}; /v1/* routes answer
 // OpenAI's {error: {message, type, param, code}}.
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { BusyError, DomainError, ForbiddenError, InvalidError, MalformedError, NotFoundError, OverloadedError, QuotaExceededError, RateLimitedError, UnauthorizedError, UnavailableError } from '../errors.ts'
+import { BusyError, ClientGoneError, DomainError, ForbiddenError, InvalidError, MalformedError, NotFoundError, OverloadedError, QuotaExceededError, RateLimitedError, UnauthorizedError, UnavailableError } from '../errors.ts'
 
 export interface HttpError {
   status: number
@@ -16,6 +16,7 @@ const http = (status: number, type: string, message: string, param: string | nul
   ({ status, type, message, param, headers })
 
 function fromDomain (e: DomainError): HttpError {
+  if (e instanceof ClientGoneError) return http(499, 'cancelled', e.message)
   if (e instanceof NotFoundError) return http(404, 'not_found', e.message, e.param)
   if (e instanceof BusyError) return http(409, 'conflict', e.message, e.param)
   if (e instanceof MalformedError) return http(400, 'invalid_request_error', e.message, e.param)
