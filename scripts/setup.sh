@@ -11,6 +11,6 @@ SUDO=""
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
-  python3 python3-torch python3-numpy python3-pytest libopenblas0-pthread make g++ ca-certificates >/dev/null
+  python3 python3-torch python3-numpy python3-pytest libopenblas0-pthread make g++ ca-certificates tini >/dev/null
 export ONNXRUNTIME_NODE_INSTALL=skip
 npm ci --no-fund --no-audit
