@@ -7,8 +7,9 @@
 #      `debootstrap --variant=minbase bookworm` -> `podman import` -> Node NODE_VERSION and npm
 #      NPM_VERSION from their npm packages (`npm pack`). Reused when present; T2R_REBUILD_BASE=1
 #      rebuilds it;
-#   3. `buildah bud --pull=never` of ./Dockerfile on that base -> IMAGE.
-# Usage: bash scripts/build-image.sh          (IMAGE defaults to localhost/t2r-serve:cpu)
+#   3. `buildah bud --pull=never` of ./Dockerfile on that base -> IMAGE, then of ./Dockerfile.gpu on
+#      IMAGE -> GPU_IMAGE.
+# Usage: bash scripts/build-image.sh   (IMAGE, GPU_IMAGE: localhost/t2r-serve:cpu, localhost/t2r-serve:gpu)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +18,7 @@ NPM_VERSION=11.19.1
 DEBIAN_IMAGE=localhost/t2r-bookworm:minbase
 BASE_IMAGE=localhost/t2r-node:20-bookworm
 IMAGE=${IMAGE:-localhost/t2r-serve:cpu}
+GPU_IMAGE=${GPU_IMAGE:-localhost/t2r-serve:gpu}
 WORK=${T2R_IMAGE_WORK:-/var/tmp/t2r-image-build}
 
 step () { echo "==> $* ($SECONDS s)"; }
@@ -87,3 +89,8 @@ buildah bud --isolation chroot --network host --pull=never --format docker --lay
   --build-arg "NODE_IMAGE=$BASE_IMAGE" -f Dockerfile -t "$IMAGE" .
 
 step "built $IMAGE: $(podman image inspect --format '{{.Size}}' "$IMAGE" | awk '{printf "%.0f MB", $1 / 1e6}')"
+
+step "buildah bud Dockerfile.gpu -> $GPU_IMAGE"
+buildah bud --isolation chroot --network host --pull=never --format docker --layers --force-rm --quiet \
+  --build-arg "APP_IMAGE=$IMAGE" -f Dockerfile.gpu -t "$GPU_IMAGE" . >/dev/null
+step "built $GPU_IMAGE"

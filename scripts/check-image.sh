@@ -13,13 +13,22 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 IMAGE=${IMAGE:-localhost/t2r-serve:cpu}
-export IMAGE
+GPU_IMAGE=${GPU_IMAGE:-localhost/t2r-serve:gpu}
+export IMAGE GPU_IMAGE
 work=$(mktemp -d /tmp/t2r-check-image.XXXXXX)
 container=""
 server_pid=""
 
+passed=0
+skipped=0
 step () { echo "==> $* ($SECONDS s)"; }
-fail () { echo "check-image: FAILED: $*" >&2; [ -f "$work/server.log" ] && tail -n 20 "$work/server.log" >&2; exit 1; }
+ok () { passed=$((passed + 1)); echo "ok $passed - $* ($SECONDS s)"; }
+fail () {
+  echo "check-image: FAILED: $*" >&2
+  [ -f "$work/server.log" ] && tail -n 20 "$work/server.log" >&2
+  echo "check-image: $passed passed, 1 failed, $skipped skipped"
+  exit 1
+}
 cleanup () {
   [ -n "$server_pid" ] && kill -KILL "$server_pid" 2>/dev/null || true
   [ -n "$container" ] && buildah rm "$container" >/dev/null 2>&1 || true
@@ -31,21 +40,27 @@ step "build"
 bash scripts/build-image.sh
 
 step "image config"
-podman image inspect "$IMAGE" >"$work/inspect.json"
-# image_field EXPR: one line per element of EXPR (JavaScript over the image's inspect object `i`).
-image_field () { node -e 'const i = JSON.parse(require("node:fs").readFileSync(process.argv[1], "utf8"))[0]; for (const v of [].concat(eval(process.argv[2]) ?? [])) console.log(v)' "$work/inspect.json" "$1"; }
+# image_field EXPR [IMAGE]: one line per element of EXPR, JavaScript over the image's inspect object `i`.
+image_field () {
+  podman image inspect "${2:-$IMAGE}" \
+    | node -e 'const i = JSON.parse(require("node:fs").readFileSync(0, "utf8"))[0]; for (const v of [].concat(eval(process.argv[1]) ?? [])) console.log(v)' "$1"
+}
 mapfile -t argv < <(image_field '[...(i.Config.Entrypoint ?? []), ...(i.Config.Cmd ?? [])]')
 mapfile -t healthcheck < <(image_field 'i.Healthcheck?.Test?.[0] === "CMD" ? i.Healthcheck.Test.slice(1) : []')
 user=$(image_field 'i.Config.User')
 workdir=$(image_field 'i.Config.WorkingDir')
-echo "command: ${argv[*]}; user: $user; workdir: $workdir"
 [ ${#healthcheck[@]} -gt 0 ] || fail "the image has no exec-form HEALTHCHECK"
 [ "${argv[0]}" = /usr/bin/tini ] || fail "the image's command does not start with tini: ${argv[*]}"
+command_and_user='[...(i.Config.Entrypoint ?? []), ...(i.Config.Cmd ?? []), i.Config.User].join(" ")'
+[ "$(image_field "$command_and_user" "$GPU_IMAGE")" = "$(image_field "$command_and_user")" ] \
+  || fail "$GPU_IMAGE does not run the same command as the same user as $IMAGE"
+ok "both images run '${argv[*]}' as $user in $workdir, with an exec-form HEALTHCHECK"
 
 step "probe: podman run (a real container)"
 if probe=$(podman run --rm --pull=never --network host "$IMAGE" node --version 2>&1); then
   echo "podman run works on this machine ($probe); the checks below still use buildah run"
 else
+  skipped=$((skipped + 1))
   echo "################################################################################"
   echo "# SKIPPED: starting the image as a container (podman run). It failed with:"
   printf '#   %s\n' "$(echo "$probe" | tail -n 2)"
@@ -69,10 +84,10 @@ for _ in $(seq 1 600); do
   sleep 0.2
 done
 curl -fsS -o /dev/null "$url/health" || fail "/health did not answer 200 within 120 s"
-step "/health 200"
+ok "/health 200"
 
 run_in_image "${healthcheck[@]}" || fail "the image's HEALTHCHECK command exited non-zero"
-step "HEALTHCHECK command exits 0"
+ok "HEALTHCHECK command exits 0"
 
 node_pid=$(ss -Htlnp "sport = :$port" | grep -o 'pid=[0-9]*' | head -n 1 | cut -d= -f2)
 [ -n "$node_pid" ] || fail "no process listens on $port"
@@ -80,11 +95,11 @@ tini_pid=$(ps -o ppid= -p "$node_pid" | tr -d ' ')
 [ "$(ps -o comm= -p "$node_pid")" = node ] || fail "the listening process is $(ps -o comm= -p "$node_pid"), not node"
 [ "$(ps -o comm= -p "$tini_pid")" = tini ] || fail "node's parent is $(ps -o comm= -p "$tini_pid"), not tini"
 [ "$(stat -c %u "/proc/$node_pid")" = 1000 ] || fail "node runs as uid $(stat -c %u "/proc/$node_pid"), not 1000"
-step "node (pid $node_pid, uid 1000) is tini's (pid $tini_pid) direct child"
+ok "node (pid $node_pid, uid 1000) is tini's (pid $tini_pid) direct child"
 
 run_in_image sh -c 'test -d node_modules/fastify && test ! -e node_modules/typescript && test ! -e node_modules/tsx && test ! -e node_modules/tap' \
   || fail "node_modules in the image is not production-only"
-step "node_modules: production dependencies only"
+ok "node_modules: production dependencies only"
 
 models=$(curl -fsS "$url/v1/models")
 for model in sotu-t2r sotu-base; do
@@ -94,7 +109,7 @@ generated=$(curl -fsS "$url/generate" -H 'content-type: application/json' \
   -d '{"inputs":"Fellow-Citizens of the Senate and House of Representatives:","parameters":{"max_new_tokens":20,"model":"sotu-t2r"}}')
 node -e 'const r = JSON.parse(process.argv[1]); if (typeof r.generated_text !== "string" || r.generated_text.trim() === "") process.exit(1)' "$generated" \
   || fail "/generate: $generated"
-step "/generate on sotu-t2r: $generated"
+ok "/generate on sotu-t2r: $generated"
 
 # docker stop: SIGTERM to the container's PID 1 (tini), which passes it to node.
 curl -sS -N "$url/v1/completions" -H 'content-type: application/json' \
@@ -115,6 +130,7 @@ grep -q '"completion_tokens":200' "$work/stream.txt" || fail "the completion in 
 grep -v '^$' "$work/stream.txt" | tail -n 1 | grep -qx 'data: \[DONE\]' || fail "the stream did not end with [DONE]"
 curl -s -o /dev/null "$url/health" && fail "port $port still answers after exit"
 grep -q '"signal":"SIGTERM"' "$work/server.log" || fail "the server did not log the SIGTERM"
-step "SIGTERM: in-flight completion finished (200 tokens), exit 0 after $((SECONDS - stopped_at)) s, port closed"
+ok "SIGTERM: in-flight completion finished (200 tokens), exit 0 after $((SECONDS - stopped_at)) s, port closed"
 
-echo "check-image: all checks passed ($SECONDS s)"
+echo "check-image: $SECONDS s"
+echo "check-image: $passed passed, 0 failed, $skipped skipped"
