@@ -63,7 +63,7 @@ else
   skipped=$((skipped + 1))
   echo "################################################################################"
   echo "# SKIPPED: starting the image as a container (podman run). It failed with:"
-  printf '#   %s\n' "$(echo "$probe" | tail -n 2)"
+  { echo "$probe" | grep '^Error' || echo "$probe" | tail -n 3; } | sed 's/^/#   /'
   echo "# The checks below run the image's command in its root file system as its user with"
   echo "# buildah run --isolation chroot instead: no PID namespace (tini is not PID 1), no"
   echo "# cgroup limits, no port publishing. See docs/deployment.md."
