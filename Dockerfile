@@ -5,8 +5,8 @@
 #   runtime  the compiled server, production node_modules, the PyTorch trainer (Debian's
 #            python3-torch) for conversion jobs, the shipped models; run as `node` (uid 1000)
 #            under tini, with no npm or tsx between tini and node.
-#   docker build -t t2r-serve .
-#   docker run -p 8080:8080 -v t2r-data:/data t2r-serve
+#   docker build -t t2r-serve:cpu .          (Dockerfile.gpu builds on this tag)
+#   docker run -p 8080:8080 -v t2r-data:/data t2r-serve:cpu
 # Where Docker Hub cannot be reached, scripts/build-image.sh builds a stand-in base from Debian and
 # npm packages and passes it as NODE_IMAGE (docs/deployment.md, "Building without Docker Hub").
 ARG NODE_IMAGE=node:20-bookworm-slim
