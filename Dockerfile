@@ -1,19 +1,29 @@
 # syntax=docker/dockerfile:1
-# t2r-serve, CPU image: the Fastify server (run from TypeScript with tsx), onnxruntime-node's
-# bundled CPU build, and the PyTorch trainer (Debian's python3-torch) for conversion jobs.
-#   docker build -t t2r-serve .
-#   docker run -p 8080:8080 -v t2r-data:/data t2r-serve
-FROM node:20-bookworm-slim
+# t2r-serve, CPU image, in two stages:
+#   builder  all npm dependencies, `npm run build` (tsc: src/ -> dist/), then the dev dependencies
+#            pruned away;
+#   runtime  the compiled server, production node_modules, the PyTorch trainer (Debian's
+#            python3-torch) for conversion jobs, the shipped models; run as `node` (uid 1000)
+#            under tini, with no npm or tsx between tini and node.
+#   docker build -t t2r-serve:cpu .          (Dockerfile.gpu builds on this tag)
+#   docker run -p 8080:8080 -v t2r-data:/data t2r-serve:cpu
+# Where Docker Hub cannot be reached, scripts/build-image.sh builds a stand-in base from Debian and
+# npm packages and passes it as NODE_IMAGE (docs/deployment.md, "Building without Docker Hub").
+ARG NODE_IMAGE=node:20-bookworm-slim
 
-ENV DEBIAN_FRONTEND=noninteractive
+FROM ${NODE_IMAGE} AS builder
 
-# Runtime: python3 + torch + numpy (+ OpenBLAS) for trainer/, CA certificates.
-# Build-only: make and g++ (with python3, for node-gyp) for better-sqlite3's native addon.
+# An ARG, not ENV: it is for apt during the build and stays out of the image's environment.
+ARG DEBIAN_FRONTEND=noninteractive
+
+# python3, make and g++ are for node-gyp: better-sqlite3's native addon is compiled here.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends \
-      python3 python3-torch python3-numpy libopenblas0-pthread ca-certificates \
-      make g++ \
+ && apt-get install -y --no-install-recommends python3 make g++ ca-certificates \
  && rm -rf /var/lib/apt/lists/*
+
+# A build machine behind a TLS-inspecting proxy passes its CA bundle for npm's downloads (mounted
+# at build time, see scripts/build-image.sh); it stays out of the image. Unset by default.
+ARG NODE_EXTRA_CA_CERTS
 
 # package.json's `allowScripts` field (approves better-sqlite3 and esbuild, denies
 # onnxruntime-node's CUDA download) is honoured from npm 11 on; node:20 ships npm 10.
@@ -21,26 +31,59 @@ RUN npm install -g npm@11 && npm cache clean --force
 
 WORKDIR /app
 
-# Dependencies first so the layer is reused while only sources change. Dev dependencies are
-# kept: the server runs from TypeScript through tsx. ONNXRUNTIME_NODE_INSTALL=skip is a second
-# guard against onnxruntime-node fetching CUDA binaries; its CPU build ships in the package.
-COPY package.json package-lock.json .npmrc ./
-RUN ONNXRUNTIME_NODE_INSTALL=skip npm ci && npm cache clean --force
+# Nothing may come from outside the npm and Debian registries:
+# - ONNXRUNTIME_NODE_INSTALL=skip: a second guard against onnxruntime-node fetching CUDA
+#   binaries (its CPU build ships in the package);
+# - npm_config_build_from_source: better-sqlite3 compiles instead of trying to download a
+#   prebuilt binary first;
+# - npm_config_nodedir: node-gyp takes Node's headers from the base image (/usr/local/include/node)
+#   instead of downloading them.
+ENV ONNXRUNTIME_NODE_INSTALL=skip \
+    npm_config_build_from_source=true \
+    npm_config_nodedir=/usr/local \
+    NPM_CONFIG_UPDATE_NOTIFIER=false
 
-COPY tsconfig.json ./
+# Dependencies first so the layer is reused while only sources change.
+COPY package.json package-lock.json .npmrc ./
+RUN npm ci && npm cache clean --force
+
+COPY tsconfig.json tsconfig.build.json ./
 COPY src/ ./src/
-COPY scripts/ ./scripts/
+# Compile, then drop the dev dependencies (typescript, tsx, tap, ...) and the macOS and Windows
+# builds of onnxruntime (~220 MB) that onnxruntime-node ships next to the Linux ones.
+RUN npm run build \
+ && npm prune --omit=dev \
+ && rm -rf node_modules/onnxruntime-node/bin/napi-v6/darwin node_modules/onnxruntime-node/bin/napi-v6/win32 \
+ && npm cache clean --force
+
+
+FROM ${NODE_IMAGE} AS runtime
+
+ARG DEBIAN_FRONTEND=noninteractive
+
+# python3 + torch + numpy (+ OpenBLAS) for trainer/ (conversion jobs), CA certificates, and tini:
+# the container's PID 1, which forwards SIGTERM/SIGINT to the server and reaps the trainer's
+# exited processes.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends \
+      python3 python3-torch python3-numpy libopenblas0-pthread ca-certificates tini \
+ && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /app
+
+COPY --from=builder /app/package.json ./
+COPY --from=builder /app/node_modules/ ./node_modules/
+COPY --from=builder /app/dist/ ./dist/
 COPY trainer/ ./trainer/
 COPY contract/ ./contract/
-COPY models/ ./models/
-
-# Run as the image's unprivileged `node` user (uid 1000). /data holds the SQLite database
-# and other runtime state; models/ is writable so conversion jobs can publish into it.
+# models/ belongs to `node` so conversion jobs can publish into it (--chown: a `chown -R` in a
+# later layer would store the models a second time). /data holds the SQLite database and other
+# runtime state.
+COPY --chown=node:node models/ ./models/
 RUN mkdir -p /data \
- && chown -R node:node /data /app/models
+ && chown node:node /data
 
-ENV NPM_CONFIG_UPDATE_NOTIFIER=false \
-    PORT=8080 \
+ENV PORT=8080 \
     HOST=0.0.0.0 \
     MODELS_DIR=/app/models \
     DATA_DIR=/data \
@@ -54,4 +97,7 @@ EXPOSE 8080
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 8080) + '/health').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 
-CMD ["npx", "tsx", "src/main.ts"]
+# Exec form, node the direct child of tini: `docker stop`'s SIGTERM reaches the server, which
+# drains in-flight generations and exits 0 (test/deploy/sigterm.test.ts runs exactly this line).
+ENTRYPOINT ["/usr/bin/tini", "--"]
+CMD ["node", "dist/main.js"]

@@ -12,6 +12,6 @@ SUDO=""
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
-  python3 python3-torch python3-numpy python3-pytest libopenblas0-pthread make g++ ca-certificates prometheus >/dev/null
+  python3 python3-torch python3-numpy python3-pytest libopenblas0-pthread make g++ ca-certificates prometheus tini >/dev/null
 export ONNXRUNTIME_NODE_INSTALL=skip
 npm ci --no-fund --no-audit
