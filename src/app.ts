@@ -5,6 +5,7 @@ import websocket from '@fastify/websocket'
 import type { FastifyInstance } from 'fastify'
 import { sendError } from './http/errors.ts'
 import context, { type AppServices } from './plugins/context.ts'
+import chatRoutes from './routes/chat.ts'
 import conversionRoutes from './routes/conversions.ts'
 import openAiRoutes from './routes/openai.ts'
 import opsRoutes from './routes/ops.ts'
@@ -30,6 +31,7 @@ export async function registerApp (app: FastifyInstance, services: AppServices):
 
   await app.register(tgiRoutes)
   await app.register(openAiRoutes)
+  await app.register(chatRoutes)
   await app.register(sessionRoutes)
   await app.register(streamRoutes)
   await app.register(conversionRoutes)

@@ -22,6 +22,12 @@ export const ManifestSchema = Type.Object({
   feature_dim: Type.Union([Type.Integer({ minimum: 1 }), Type.Null()]),
   max_positions: Type.Union([Type.Integer({ minimum: 1 }), Type.Null()]),
   eos_token_id: Type.Integer({ minimum: 0 }),
+  // Special tokens of models imported from Hugging Face checkpoints (see special-tokens.ts): every
+  // end-of-sequence id (the first one is eos_token_id), the begin-of-sequence id, and whether
+  // prompts start with it. Absent, they come from generation_config.json / tokenizer_config.json.
+  eos_token_ids: Type.Optional(Type.Array(Type.Integer({ minimum: 0 }), { minItems: 1 })),
+  bos_token_id: Type.Optional(Type.Union([Type.Integer({ minimum: 0 }), Type.Null()])),
+  add_bos_token: Type.Optional(Type.Boolean()),
   state: Type.Array(StateTensorSchema, { minItems: 1 }),
   teacher: Type.Optional(Type.Union([Type.String(), Type.Null()])),
   training: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
@@ -50,7 +56,12 @@ export function parseManifest (json: unknown, where: string): Manifest {
     if (recurrent && s.growing_axis !== null) throw new Error(`${where}: recurrent state ${s.name} cannot grow`)
     if (!recurrent && s.growing_axis === null) throw new Error(`${where}: KV cache ${s.name} needs a growing_axis`)
   }
-  if (m.eos_token_id >= m.vocab_size) throw new Error(`${where}: eos_token_id ${m.eos_token_id} outside vocab_size ${m.vocab_size}`)
+  for (const [field, id] of [['eos_token_id', m.eos_token_id], ...(m.eos_token_ids ?? []).map((id) => ['eos_token_ids', id] as const), ['bos_token_id', m.bos_token_id ?? null]] as const) {
+    if (id !== null && id >= m.vocab_size) throw new Error(`${where}: ${field} ${id} outside vocab_size ${m.vocab_size}`)
+  }
+  if (m.eos_token_ids !== undefined && m.eos_token_ids[0] !== m.eos_token_id) {
+    throw new Error(`${where}: eos_token_ids must start with eos_token_id (${m.eos_token_id}), got ${m.eos_token_ids[0]}`)
+  }
   return m
 }
 
