@@ -55,8 +55,8 @@ export function hfModelsDir (): string {
   execFileSync(process.execPath, ['--import', 'tsx', join(ROOT, 'scripts', 'prepare-corpus.ts'), '--out', data, '--tokenizer', tokenizer, '--bos-token', '<s>', '--eos-token', '</s>'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] })
   const common = ['--data', data, '--batch', '4', '--seq', '32', '--eval-windows', '4', '--threads', '1', '--log-every', '100']
   const teacher = join(work, 'teacher')
-  t2r(['pretrain', ...common, '--run', join(work, 'run-base'), '--steps', '20', '--dim', '32', '--layers', '2', '--heads', '2', '--ffn-dim', '64', '--lr', '1e-2', '--warmup', '2', '--out', teacher])
-  t2r(['convert', ...common, '--teacher', teacher, '--run', join(work, 'run-t2r'), '--steps', '10', '--feature-dim', '8', '--warmup', '2', '--out', join(work, 'models', CHAT_MODEL)])
+  t2r(['pretrain', ...common, '--run', join(work, 'run-base'), '--steps', '150', '--dim', '32', '--layers', '2', '--heads', '2', '--ffn-dim', '64', '--lr', '1e-2', '--warmup', '2', '--out', teacher])
+  t2r(['convert', ...common, '--teacher', teacher, '--run', join(work, 'run-t2r'), '--steps', '40', '--feature-dim', '8', '--warmup', '2', '--out', join(work, 'models', CHAT_MODEL)])
   addCheckpointFiles(join(work, 'models', CHAT_MODEL))
   rmSync(dir, { recursive: true, force: true })
   renameSync(join(work, 'models'), dir)
