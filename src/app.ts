@@ -6,6 +6,7 @@ import type { FastifyInstance } from 'fastify'
 import { sendError } from './http/errors.ts'
 import access from './plugins/access.ts'
 import context, { type AppServices } from './plugins/context.ts'
+import chatRoutes from './routes/chat.ts'
 import conversionRoutes from './routes/conversions.ts'
 import openAiRoutes from './routes/openai.ts'
 import opsRoutes from './routes/ops.ts'
@@ -32,6 +33,7 @@ export async function registerApp (app: FastifyInstance, services: AppServices):
 
   await app.register(tgiRoutes)
   await app.register(openAiRoutes)
+  await app.register(chatRoutes)
   await app.register(sessionRoutes)
   await app.register(streamRoutes)
   await app.register(conversionRoutes)

@@ -29,12 +29,12 @@ export function tokenFileName (split: SplitName): string {
 
 /** Documents as one token-id array, each followed by `eosTokenId`. Copies into one typed array:
  * no argument spreads, so a corpus of any size fits (a spread of 125k ids overflows the stack). */
-export async function encodeDocuments (encode: (text: string) => Promise<number[]>, docs: Iterable<string>, eosTokenId: number, vocabSize: number): Promise<Uint16Array> {
+export async function encodeDocuments (encode: (text: string) => Promise<number[]>, docs: Iterable<string>, eosTokenId: number, vocabSize: number, bosTokenId: number | null = null): Promise<Uint16Array> {
   if (vocabSize > MAX_VOCAB) throw new Error(`token-id files are ${CORPUS_FILES.token_dtype}: vocabularies above ${MAX_VOCAB} are not supported`)
   const parts: number[][] = []
   let total = 0
   for (const doc of docs) {
-    const ids = await encode(doc)
+    const ids = bosTokenId === null ? await encode(doc) : [bosTokenId, ...await encode(doc)]
     parts.push(ids)
     total += ids.length + 1
   }
@@ -67,9 +67,9 @@ export async function readTokenFile (path: string): Promise<Uint16Array> {
 }
 
 /** Writes a corpus folder: a token-id file per given split and meta.json; -> the meta written. */
-export async function writeCorpus (dir: string, vocab: { vocab_size: number, eos_token_id: number }, splits: Partial<Record<SplitName, SplitData>>): Promise<CorpusMeta> {
+export async function writeCorpus (dir: string, vocab: { vocab_size: number, eos_token_id: number, bos_token_id?: number }, splits: Partial<Record<SplitName, SplitData>>): Promise<CorpusMeta> {
   await mkdir(dir, { recursive: true })
-  const meta = { vocab_size: vocab.vocab_size, eos_token_id: vocab.eos_token_id, splits: {} as CorpusMeta['splits'] }
+  const meta = { vocab_size: vocab.vocab_size, eos_token_id: vocab.eos_token_id, ...(vocab.bos_token_id !== undefined ? { bos_token_id: vocab.bos_token_id } : {}), splits: {} as CorpusMeta['splits'] }
   for (const [split, data] of Object.entries(splits) as Array<[SplitName, SplitData]>) {
     await writeTokenFile(join(dir, tokenFileName(split)), data.ids)
     meta.splits[split] = { tokens: data.ids.length, ...(data.addresses !== undefined ? { addresses: data.addresses } : {}), ...(data.characters !== undefined ? { characters: data.characters } : {}) }

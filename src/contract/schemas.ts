@@ -33,6 +33,12 @@ export const ManifestSchema = Type.Object({
   max_positions: Type.Union([Positive, Type.Null()]),
   trained_positions: Type.Optional(Type.Union([Positive, Type.Null()])),
   eos_token_id: Count,
+  // Special tokens of models imported from Hugging Face checkpoints (src/models/special-tokens.ts):
+  // every end-of-sequence id (the first is eos_token_id), the begin-of-sequence id, and whether
+  // prompts start with it. Absent, they come from generation_config.json / tokenizer_config.json.
+  eos_token_ids: Type.Optional(Type.Array(Count, { minItems: 1 })),
+  bos_token_id: Type.Optional(Type.Union([Count, Type.Null()])),
+  add_bos_token: Type.Optional(Type.Boolean()),
   state: Type.Array(StateTensorSchema, { minItems: 1 }),
   teacher: Type.Optional(Type.Union([Type.String(), Type.Null()])),
   training: Type.Optional(Type.Object({
@@ -73,6 +79,7 @@ const SplitInfo = Type.Object({
 export const CorpusMetaSchema = Type.Object({
   vocab_size: Type.Integer({ minimum: 2, maximum: 65536 }),
   eos_token_id: Count,
+  bos_token_id: Type.Optional(Count),
   splits: Type.Object({
     train: Type.Optional(SplitInfo),
     validation: Type.Optional(SplitInfo),

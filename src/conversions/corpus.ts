@@ -40,7 +40,7 @@ export class SotuCache {
 }
 
 export async function writeJobData (dir: string, model: LoadedModel, sotu: SotuCache, train: Uint16Array): Promise<void> {
-  await writeCorpus(dir, model.manifest, {
+  await writeCorpus(dir, { vocab_size: model.manifest.vocab_size, eos_token_id: model.manifest.eos_token_id }, {
     train: { ids: train },
     validation: { ids: await sotu.split(model, 'validation') },
     test: { ids: await sotu.split(model, 'test') }

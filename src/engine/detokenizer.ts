@@ -6,6 +6,13 @@
 // emitted exactly once, never broken. Stop sequences can also straddle tokens: text that could
 // still become a stop sequence is held back until it cannot (as vLLM does), so a stop string is
 // never streamed and then retracted.
+//
+// SentencePiece tokenizers write a space as part of the next word ("▁the" is " the"), and decoding
+// a document drops the space of its first word (the one the normalizer prepended). A generation that
+// starts a document (nothing but special tokens before it) does the same: `dropLeadingSpace` drops
+// one space byte at the start of the first token that has any bytes, exactly as Hugging Face's Strip
+// decoder does on the whole text. A generation that continues a text keeps its space: it separates
+// the new word from the prompt's last one.
 
 export interface PushResult {
   /** Text released by this token (may be empty while bytes or a possible stop prefix are held). */
@@ -22,13 +29,19 @@ export class StreamingDetokenizer {
 
   constructor (
     private readonly tokenBytes: (id: number) => Uint8Array,
-    private readonly stops: readonly string[] = []
+    private readonly stops: readonly string[] = [],
+    private dropLeadingSpace = false
   ) {}
 
   push (id: number): PushResult {
     if (this.stopped) return { text: '' }
     const before = this.text.length
-    this.text += this.decoder.decode(this.tokenBytes(id), { stream: true })
+    let bytes = this.tokenBytes(id)
+    if (this.dropLeadingSpace && bytes.length > 0) {
+      this.dropLeadingSpace = false
+      if (bytes[0] === 0x20) bytes = bytes.subarray(1)
+    }
+    this.text += this.decoder.decode(bytes, { stream: true })
     return this.check(before)
   }
 

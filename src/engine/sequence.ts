@@ -42,7 +42,7 @@ export class Sequence implements Schedulable {
     this.prefillRemaining = this.feed.length
     this.history.addPrompt(req.inputIds)
     this.rng = new Rng(req.seed)
-    this.detok = new StreamingDetokenizer(tokenBytes, req.stop)
+    this.detok = new StreamingDetokenizer(tokenBytes, req.stop, req.dropLeadingSpace === true)
     this.stopIds = new Set(req.stopTokenIds)
   }
 

@@ -41,6 +41,8 @@ export interface GenerateRequest {
   maxNewTokens: number
   stop: string[]
   stopTokenIds: number[]
+  /** The text generated starts a document whose decoder drops its first space (SentencePiece). */
+  dropLeadingSpace?: boolean
 }
 
 export interface GenerationResult {

@@ -115,3 +115,27 @@ export const StreamGenerateMessage = Type.Object({
 }, { additionalProperties: false })
 export type StreamGenerateMessageT = Static<typeof StreamGenerateMessage>
 export const StreamCancelMessage = Type.Object({ type: Type.Literal('cancel'), id: ClientId }, { additionalProperties: false })
+
+/** OpenAI chat messages: string content, or content parts (text ones only: checked in chatSpec). */
+export const ChatMessageSchema = Type.Object({
+  role: Type.String({ maxLength: 64 }),
+  content: Type.Union([PromptText, Type.Array(Type.Object({ type: Type.String({ maxLength: 64 }), text: Type.Optional(PromptText) }), { maxItems: 1024 })]),
+  name: Type.Optional(Type.String({ maxLength: 256 }))
+}, { additionalProperties: false })
+export type ChatMessageT = Static<typeof ChatMessageSchema>
+
+/** POST /v1/chat/completions: OpenAI's chat fields, the shared sampling fields, and session_id. */
+export const ChatCompletionBody = Type.Object({
+  model: Type.Optional(ModelName),
+  messages: Type.Array(ChatMessageSchema, { minItems: 1, maxItems: 10_000 }),
+  session_id: Type.Optional(SessionId),
+  stream: Type.Optional(Type.Boolean()),
+  stream_options: nullable(Type.Object({ include_usage: Type.Optional(Type.Boolean()) }, { additionalProperties: false })),
+  n: Type.Optional(Type.Literal(1)),
+  user: Type.Optional(Type.String({ maxLength: 256 })),
+  max_completion_tokens: nullable(Type.Integer({ minimum: 0, maximum: MAX_NEW_TOKENS })),
+  ...OpenAiSampling,
+  // Chat's logprobs is a flag (token log-probabilities are not offered on this route).
+  logprobs: nullable(Type.Literal(false))
+}, { additionalProperties: false })
+export type ChatCompletionBodyT = Static<typeof ChatCompletionBody>

@@ -7,7 +7,7 @@
 // first; a client that goes away at any point (even while its prompt is tokenized) cancels.
 import type { Tenant } from '../auth/tenant.ts'
 import type { Config } from '../config.ts'
-import { ClientGoneError, InvalidError, NotFoundError, OverloadedError, UnavailableError, unprocessable } from '../errors.ts'
+import { BusyError, ClientGoneError, InvalidError, NotFoundError, OverloadedError, UnavailableError, unprocessable } from '../errors.ts'
 import type { Metrics } from '../metrics.ts'
 import type { LoadedModel, ModelRegistry } from '../models/registry.ts'
 import { owned } from '../sessions/ownership.ts'
@@ -22,6 +22,19 @@ export interface StartedGeneration {
   seed: number
 }
 
+
+/**
+ * The tokens a generation feeds at the start of a document (no session, or a session's first
+ * turn): a text prompt gets the model's BOS when the model asks for one (a chat template writes its
+ * own; token ids are taken as they are); an empty prompt starts from BOS, or EOS (the separator
+ * between the documents a model without BOS was trained on).
+ */
+function documentStart (spec: GenerationSpec, promptIds: number[]): number[] {
+  const { bosId, addBos, eosIds } = spec.model.special
+  if (promptIds.length === 0) return [addBos && bosId !== null ? bosId : eosIds[0]]
+  if (addBos && bosId !== null && typeof spec.prompt === 'string' && spec.chat === undefined) return [bosId, ...promptIds]
+  return promptIds
+}
 
 /** Generations of one model that were submitted and have no first token yet, by submit time. */
 class WaitQueue {
@@ -88,22 +101,27 @@ export class GenerationService {
       if (signal.aborted) throw new ClientGoneError('client went away before the generation started')
       let position = 0
       let state: Float32Array[] | null = null
-      let inputIds = promptIds
+      let pending: number[] = []
       if (spec.sessionId !== null) {
         const info = owned(this.sessions, spec.sessionId, spec.tenant)
         if (info.model !== model.name) throw new InvalidError(`session ${spec.sessionId} belongs to model ${info.model}`, 'model')
         const current = await this.sessions.acquire(spec.sessionId)
         sessionId = spec.sessionId
+        const expected = spec.chat?.sessionTokens ?? null
+        if (expected !== null && current.position + current.pending.length !== expected) {
+          throw new BusyError(`session ${spec.sessionId} changed while this chat turn was prepared; send it again`, 'session_id')
+        }
         position = current.position
         // The worker takes ownership of what it is sent; the store keeps its own copy until the end.
         state = current.tensors?.map((t) => t.slice()) ?? null
-        inputIds = [...current.pending, ...promptIds]
+        pending = current.pending
       }
-      if (inputIds.length === 0 && position === 0) inputIds = [model.manifest.eos_token_id] // document start
+      const inputIds = position === 0 && pending.length === 0 ? documentStart(spec, promptIds) : [...pending, ...promptIds]
       if (inputIds.length === 0) throw new InvalidError('prompt is empty and the session has nothing pending to continue from', 'prompt')
       if (signal.aborted) throw new ClientGoneError('client went away before the generation started')
       const seed = spec.seed ?? Math.floor(Math.random() * 2 ** 32)
       const tracked = this.tracked(model, sessionId, inputIds.length, sink)
+      const { tokenizer, special } = model
       const handle = model.engine.submit({
         inputIds,
         position,
@@ -112,7 +130,8 @@ export class GenerationService {
         seed,
         maxNewTokens: spec.maxNewTokens,
         stop: spec.stop,
-        stopTokenIds: spec.ignoreEos ? [] : [model.manifest.eos_token_id]
+        stopTokenIds: spec.ignoreEos ? [] : [...new Set([...special.eosIds, ...(spec.chat?.endOfTurnId != null ? [spec.chat.endOfTurnId] : [])])],
+        dropLeadingSpace: tokenizer.stripsLeadingSpace && position === 0 && inputIds.every((id) => tokenizer.tokenBytes(id).length === 0)
       }, tracked.sink)
       // Counted only once the engine took it: a submit that throws leaves no trace in the queue.
       tracked.submitted()

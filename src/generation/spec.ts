@@ -14,6 +14,12 @@ export interface GenerationSpec {
   seed: number | null
   stop: string[]
   ignoreEos: boolean
+  /**
+   * A chat turn: the prompt is a chat template's rendering (it writes BOS itself), generation also
+   * stops on the template's end-of-turn token, and on a session the turn was prepared for the
+   * tokens (consumed and pending) the session held then.
+   */
+  chat?: { endOfTurnId: number | null, sessionTokens: number | null }
 }
 
 export type { SamplingParams }

@@ -5,10 +5,11 @@
 // Defaults shape sampling only: a greedy request (TGI without do_sample or a warper, OpenAI with
 // temperature 0) stays a pure argmax, so it is reproducible and equal across session turns.
 import type { Tenant } from '../auth/tenant.ts'
+import { CHAT_ROLES, type ChatMessage, type ChatTemplate } from '../chat/template.ts'
 import { GREEDY, type SamplingParams } from './backend.ts'
 import { unprocessable } from '../errors.ts'
 import type { LoadedModel } from '../models/registry.ts'
-import type { CompletionBodyT, OpenAiSamplingT, SessionCompletionBodyT, StreamGenerateMessageT, TgiGenerateBodyT } from './schemas.ts'
+import type { ChatCompletionBodyT, ChatMessageT, CompletionBodyT, OpenAiSamplingT, SessionCompletionBodyT, StreamGenerateMessageT, TgiGenerateBodyT } from './schemas.ts'
 import type { GenerationSpec } from './spec.ts'
 
 const TGI_DEFAULT_MAX_NEW_TOKENS = 100
@@ -91,6 +92,43 @@ export function completionSpec (body: CompletionBodyT | SessionCompletionBodyT, 
 /** Whether a completion repeats its prompt before the generated text (OpenAI echo, TGI return_full_text). */
 export function echoes (body: CompletionBodyT | SessionCompletionBodyT): boolean {
   return body.echo === true || body.return_full_text === true
+}
+
+/** The messages as a chat template reads them: roles checked, text content parts joined by newlines. */
+function chatMessages (messages: ChatMessageT[]): ChatMessage[] {
+  return messages.map((m, i) => {
+    const role = CHAT_ROLES.find((r) => r === m.role)
+    if (role === undefined) throw unprocessable(`messages.${i}.role must be one of ${CHAT_ROLES.join(', ')}, got ${JSON.stringify(m.role)}`, `messages.${i}.role`)
+    if (typeof m.content === 'string') return { role, content: m.content }
+    const texts = m.content.map((part, j) => {
+      if (part.type !== 'text' || part.text === undefined) throw unprocessable(`messages.${i}.content.${j}: only content parts of type text are supported, got ${JSON.stringify(part.type)}`, `messages.${i}.content.${j}`)
+      return part.text
+    })
+    return { role, content: texts.join('\n') }
+  })
+}
+
+export interface ChatTurn {
+  /** The generation over the whole rendered conversation (a session turn feeds only its new part). */
+  spec: GenerationSpec
+  messages: ChatMessage[]
+  rendered: string
+  template: ChatTemplate
+}
+
+/** OpenAI `/v1/chat/completions`: the messages rendered with the model's chat template. */
+export function chatSpec (body: ChatCompletionBodyT, model: LoadedModel, tenant: Tenant): ChatTurn {
+  const { template } = model.chat
+  if (template === null) throw unprocessable(`model ${model.name} has no chat template (${model.chat.reason}): use /v1/completions`, 'model')
+  const messages = chatMessages(body.messages)
+  let rendered: string
+  try {
+    rendered = template.render(messages)
+  } catch (err) {
+    throw unprocessable(`the model's chat template refused the messages: ${(err as Error).message}`, 'messages')
+  }
+  const spec = openAiSpec({ ...body, max_tokens: body.max_completion_tokens ?? body.max_tokens, logprobs: null }, model, rendered, body.session_id ?? null, tenant)
+  return { spec: { ...spec, chat: { endOfTurnId: template.endOfTurn?.id ?? null, sessionTokens: null } }, messages, rendered, template }
 }
 
 /**

@@ -19,7 +19,12 @@ export function parseManifest (json: unknown, where: string): Manifest {
     }
   }
   if (m.state.length !== expected.length) throw new Error(`${where}: ${m.state.length} state tensors; a ${m.architecture} model has ${expected.length}`)
-  if (m.eos_token_id >= m.vocab_size) throw new Error(`${where}: eos_token_id ${m.eos_token_id} outside vocab_size ${m.vocab_size}`)
+  for (const [field, id] of [['eos_token_id', m.eos_token_id], ...(m.eos_token_ids ?? []).map((id) => ['eos_token_ids', id] as const), ['bos_token_id', m.bos_token_id ?? null]] as const) {
+    if (id !== null && id >= m.vocab_size) throw new Error(`${where}: ${field} ${id} outside vocab_size ${m.vocab_size}`)
+  }
+  if (m.eos_token_ids !== undefined && m.eos_token_ids[0] !== m.eos_token_id) {
+    throw new Error(`${where}: eos_token_ids must start with eos_token_id (${m.eos_token_id}), got ${m.eos_token_ids[0]}`)
+  }
   return m
 }
 

@@ -7,14 +7,22 @@ import type { FastifyBaseLogger } from 'fastify'
 import { threadsPerModel, type Config } from '../config.ts'
 import type { Backend, StartBackend } from '../generation/backend.ts'
 import type { Metrics } from '../metrics.ts'
+import { compileChatTemplate, type ChatTemplate } from '../chat/template.ts'
 import { loadTokenizer, type TextTokenizer } from '../tokenizer/tokenizer.ts'
+import { readGenerationConfig, readTokenizerConfig } from './hf-config.ts'
 import { parseManifest, type Manifest } from './manifest.ts'
+import { resolveSpecialTokens, type SpecialTokens } from './special-tokens.ts'
+
+/** The model's chat template, or why it has none (the chat route says so). */
+export type ModelChat = { template: ChatTemplate } | { template: null, reason: string }
 
 export interface LoadedModel {
   name: string
   dir: string
   manifest: Manifest
   tokenizer: TextTokenizer
+  special: SpecialTokens
+  chat: ModelChat
   engine: Backend
   loadedAt: number
 }
@@ -71,10 +79,10 @@ export class ModelRegistry {
     for (const file of ['model.onnx', 'tokenizer.json']) {
       if (!existsSync(join(dir, file))) throw new Error(`${where}: missing ${file}`)
     }
-    const tokenizer = loadTokenizer(join(dir, 'tokenizer.json'))
-    if (tokenizer.vocabSize !== manifest.vocab_size) {
-      throw new Error(`${where}: tokenizer has ${tokenizer.vocabSize} tokens, manifest says ${manifest.vocab_size}`)
-    }
+    const tokenizer = loadTokenizer(join(dir, 'tokenizer.json'), { vocabSize: manifest.vocab_size })
+    const tokenizerConfig = readTokenizerConfig(dir, where)
+    const special = resolveSpecialTokens(manifest, tokenizer, tokenizerConfig, readGenerationConfig(dir, where), where)
+    const chat = this.chatOf(tokenizerConfig?.chatTemplate ?? null, special, tokenizer, where)
     const engine = await this.startBackend({ name: manifest.name, modelPath: join(dir, 'model.onnx'), manifest, tokenizer, threads })
     engine.onStep((s) => {
       this.metrics.ortStep.observe({ model: manifest.name, kind: s.kind }, s.ms / 1000)
@@ -88,12 +96,23 @@ export class ModelRegistry {
       this.log.error({ model: manifest.name, code }, 'engine worker exited')
     })
     const previous = this.models.get(folder)
-    const model: LoadedModel = { name: manifest.name, dir, manifest, tokenizer, engine, loadedAt: Date.now() }
+    const model: LoadedModel = { name: manifest.name, dir, manifest, tokenizer, special, chat, engine, loadedAt: Date.now() }
     this.models.set(folder, model)
     this.failures.delete(folder)
     if (previous !== undefined) await previous.engine.close()
     this.log.info({ model: manifest.name, architecture: manifest.architecture, threads, provider: this.config.executionProvider }, 'model loaded')
     return model
+  }
+
+  /** A template that cannot be compiled leaves the model serving completions, not chat. */
+  private chatOf (source: string | null, special: SpecialTokens, tokenizer: TextTokenizer, where: string): ModelChat {
+    if (source === null) return { template: null, reason: 'its tokenizer_config.json has no chat_template' }
+    try {
+      return { template: compileChatTemplate(source, special.templateStrings, tokenizer.specialTokens) }
+    } catch (err) {
+      this.log.warn({ model: where, err: (err as Error).message }, 'chat template could not be compiled')
+      return { template: null, reason: `its chat template could not be compiled: ${(err as Error).message}` }
+    }
   }
 
   get (name: string): LoadedModel | undefined { return this.models.get(name) }

@@ -12,7 +12,7 @@ import { SseStream } from '../http/sse.ts'
 import type { LoadedModel } from '../models/registry.ts'
 import { owned } from '../sessions/ownership.ts'
 
-const FINISH: Record<FinishReason, string> = { length: 'length', eos_token: 'stop', stop: 'stop', cancelled: 'cancelled' }
+export const FINISH: Record<FinishReason, string> = { length: 'length', eos_token: 'stop', stop: 'stop', cancelled: 'cancelled' }
 
 const Usage = Type.Object({ prompt_tokens: Type.Integer(), completion_tokens: Type.Integer(), total_tokens: Type.Integer() })
 const Logprobs = Type.Object({

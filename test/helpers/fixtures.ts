@@ -7,10 +7,10 @@ import { fileURLToPath } from 'node:url'
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 export const SHIPPED = join(ROOT, 'models')
-const FIXTURES = join(ROOT, 'test', '.fixtures')
+export const FIXTURES = join(ROOT, 'test', '.fixtures')
 const PYTHON = process.env.T2R_PYTHON ?? '/usr/bin/python3'
 
-function t2r (args: string[]): void {
+export function t2r (args: string[]): void {
   execFileSync(PYTHON, ['-m', 't2r', ...args], { cwd: join(ROOT, 'trainer'), env: { ...process.env, PYTHONPATH: join(ROOT, 'trainer') }, stdio: ['ignore', 'ignore', 'inherit'] })
 }
 

@@ -10,7 +10,9 @@ const path = join(SHIPPED, 'sotu-base', 'tokenizer.json')
 t.test('the shipped tokenizer is byte-level BPE with 8,192 ids, the last one end-of-text', async (t) => {
   const tok = loadTokenizer(path)
   t.equal(tok.vocabSize, 8192)
-  t.equal(tok.eosTokenId, 8191)
+  t.equal(tok.tokenId('<|endoftext|>'), 8191)
+  t.equal(tok.kind, 'byte-level')
+  t.equal(tok.stripsLeadingSpace, false)
 })
 
 t.test('every test-split address round-trips exactly, through the npm tokenizers package too', async (t) => {
