@@ -45,6 +45,17 @@ function tame (x: number): number {
   return x > Number.MAX_VALUE ? Number.MAX_VALUE : x
 }
 
+type Scores = Float32Array | Float64Array
+
+/** Whether every logit is a finite number (the common case: the row then needs no taming). */
+function allFinite (logits: Float32Array): boolean {
+  for (let i = 0; i < logits.length; i++) {
+    const x = logits[i]
+    if (x - x !== 0) return false // NaN and ±inf: x - x is NaN
+  }
+  return true
+}
+
 function tamed (logits: ArrayLike<number>): Float64Array {
   const out = new Float64Array(logits.length)
   for (let i = 0; i < out.length; i++) out[i] = tame(logits[i])
@@ -52,7 +63,7 @@ function tamed (logits: ArrayLike<number>): Float64Array {
 }
 
 /** The largest score; throws SamplingError when there is none a token could be drawn from. */
-function best (scores: Float64Array): number {
+function best (scores: Scores): number {
   let max = -Infinity
   for (let i = 0; i < scores.length; i++) if (scores[i] > max) max = scores[i]
   if (max === -Infinity) throw new SamplingError(`no token can be sampled: all ${scores.length} logits are NaN or -inf`)
@@ -60,7 +71,7 @@ function best (scores: Float64Array): number {
 }
 
 /** log p(id) under the model's own distribution, from the graph's log-sum-exp when it is usable. */
-function modelLogprob (row: Float64Array, lse: number | undefined): (id: number) => number {
+function modelLogprob (row: Scores, lse: number | undefined): (id: number) => number {
   if (lse !== undefined && Number.isFinite(lse)) return (id) => row[id] - lse
   const max = best(row)
   let sum = 0
@@ -71,7 +82,7 @@ function modelLogprob (row: Float64Array, lse: number | undefined): (id: number)
 }
 
 /** The n highest-scoring ids, best first; ids scored -inf (probability 0) are never listed. */
-function topN (scores: Float64Array, n: number): number[] {
+function topN (scores: Scores, n: number): number[] {
   const idx: number[] = []
   if (n <= 0) return idx
   const byScore = (a: number, b: number): number => scores[b] - scores[a]
@@ -156,7 +167,7 @@ function keepMass<T extends { prob: number }> (items: T[], mass: number): T[] {
   return items
 }
 
-function argmax (scores: Float64Array): number {
+function argmax (scores: Scores): number {
   let bestId = 0
   for (let i = 1; i < scores.length; i++) if (scores[i] > scores[bestId]) bestId = i
   return bestId
@@ -182,14 +193,21 @@ function penalised (p: SamplingParams): boolean {
  * NaN or -inf; otherwise returns an id in range whose log-probability is finite.
  */
 export function sampleToken (logits: Float32Array, p: SamplingParams, history: TokenHistory, rng: Rng, lse?: number): SampledToken {
-  const row = tamed(logits)
+  // A finite row is read as it is (one pass, no copy: greedy decoding of a batch pays nothing
+  // more); only a row with NaN or ±inf is tamed into a float64 copy first.
+  const row: Scores = allFinite(logits) ? logits : tamed(logits)
   best(row)
   const logprob = modelLogprob(row, lse)
   const top = topN(row, p.topLogprobs).map((id) => ({ id, logprob: logprob(id) }))
-  // Penalties never lower a score to -inf nor raise one above the largest double, so the best
-  // penalised token is one the model gave a finite (or +inf) logit.
-  const scores = penalised(p) ? row.slice() : row
-  applyPenalties(scores, p, history)
+  // Penalties work on a float64 copy (a float32 one would overflow to inf at tiny penalties). They
+  // never lower a score to -inf nor raise one above the largest double, so the best penalised
+  // token is one the model gave a finite (or +inf) logit.
+  let scores = row
+  if (penalised(p)) {
+    const copy = Float64Array.from(row)
+    applyPenalties(copy, p, history)
+    scores = copy
+  }
   const id = p.temperature > 0 ? draw(candidates(scores, p), rng) : argmax(scores)
   return { id, logprob: logprob(id), top }
 }
