@@ -47,13 +47,16 @@ function tame (x: number): number {
 
 type Scores = Float32Array | Float64Array
 
-/** Whether every logit is a finite number (the common case: the row then needs no taming). */
-function allFinite (logits: Float32Array): boolean {
+/** One pass over a row: its best id, and whether every logit is finite (NaN and ±inf are not). */
+function scan (logits: Float32Array): { finite: boolean, argmax: number } {
+  let finite = true
+  let bestId = 0
   for (let i = 0; i < logits.length; i++) {
     const x = logits[i]
-    if (x - x !== 0) return false // NaN and ±inf: x - x is NaN
+    if (x - x !== 0) finite = false // NaN and ±inf: x - x is NaN
+    else if (x > logits[bestId] || Number.isNaN(logits[bestId])) bestId = i
   }
-  return true
+  return { finite, argmax: bestId }
 }
 
 function tamed (logits: ArrayLike<number>): Float64Array {
@@ -195,8 +198,9 @@ function penalised (p: SamplingParams): boolean {
 export function sampleToken (logits: Float32Array, p: SamplingParams, history: TokenHistory, rng: Rng, lse?: number): SampledToken {
   // A finite row is read as it is (one pass, no copy: greedy decoding of a batch pays nothing
   // more); only a row with NaN or ±inf is tamed into a float64 copy first.
-  const row: Scores = allFinite(logits) ? logits : tamed(logits)
-  best(row)
+  const seen = scan(logits)
+  const row: Scores = seen.finite ? logits : tamed(logits)
+  if (!seen.finite) best(row)
   const logprob = modelLogprob(row, lse)
   const top = topN(row, p.topLogprobs).map((id) => ({ id, logprob: logprob(id) }))
   // Penalties work on a float64 copy (a float32 one would overflow to inf at tiny penalties). They
@@ -208,6 +212,7 @@ export function sampleToken (logits: Float32Array, p: SamplingParams, history: T
     applyPenalties(copy, p, history)
     scores = copy
   }
-  const id = p.temperature > 0 ? draw(candidates(scores, p), rng) : argmax(scores)
+  const greedyOnRow = scores === row && seen.finite
+  const id = p.temperature > 0 ? draw(candidates(scores, p), rng) : greedyOnRow ? seen.argmax : argmax(scores)
   return { id, logprob: logprob(id), top }
 }
