@@ -148,6 +148,8 @@ export const TrainerEventSchema = Type.Union([
   Type.Object({ event: Type.Literal('eval'), checkpoint: Type.String(), split: SplitName, perplexity: Perplexity, ...Windows }, { additionalProperties: false }),
   Type.Object({ event: Type.Literal('checkpoint'), step: Positive }, { additionalProperties: false }),
   Type.Object({ event: Type.Literal('packaged'), out: Type.String(), name: Type.String() }, { additionalProperties: false }),
+  // `t2r import`: a Hugging Face checkpoint made into a model folder.
+  Type.Object({ event: Type.Literal('imported'), out: Type.String(), name: Type.String(), architecture: Type.String(), seconds: Type.Number({ minimum: 0 }) }, { additionalProperties: false }),
   Type.Object({ event: Type.Literal('exported'), out: Type.String() }, { additionalProperties: false })
 ])
 

@@ -122,11 +122,11 @@ def read_header(path: str) -> tuple[dict[str, TensorInfo], dict[str, str]]:
     return entries, metadata
 
 
-def load(path: str, names=None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """The tensors (all, or those in `names`) in the file's dtypes, each in its own memory."""
-    entries, metadata = read_header(path)
+def iter_tensors(path: str, names=None):
+    """Yields (name, tensor) for the file's tensors (all, or those in `names`), in the file's dtypes,
+    each in its own memory: one tensor at a time, so a caller that keeps none holds one at most."""
+    entries, _ = read_header(path)
     wanted = entries if names is None else {n: entries[n] for n in names}
-    tensors = {}
     with open(path, "rb") as f:
         # ACCESS_COPY: a writable (copy-on-write) view, so torch.frombuffer needs no warning; the file
         # is never written.
@@ -136,9 +136,15 @@ def load(path: str, names=None) -> tuple[dict[str, torch.Tensor], dict[str, str]
                     raise CheckpointError(f"{path}: tensor {name!r} has unsupported dtype {e.dtype}")
                 dtype = _BY_NAME[e.dtype]
                 if e.numel == 0:
-                    tensors[name] = torch.empty(e.shape, dtype=dtype)
+                    yield name, torch.empty(e.shape, dtype=dtype)
                     continue
                 view = torch.frombuffer(mm, dtype=dtype, count=e.numel, offset=e.start)
-                tensors[name] = view.reshape(e.shape).clone()
-                del view
-    return tensors, metadata
+                tensor = view.reshape(e.shape).clone()
+                del view  # the map closes only once no tensor views it
+                yield name, tensor
+
+
+def load(path: str, names=None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors (all, or those in `names`) in the file's dtypes, and the metadata."""
+    tensors = dict(iter_tensors(path, names))
+    return tensors, read_header(path)[1]
