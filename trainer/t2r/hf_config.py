@@ -157,7 +157,8 @@ def from_hf(hf: dict) -> Imported:
 
 def to_hf(cfg: ModelConfig, special: dict) -> dict:
     """config.json for our softmax model in Hugging Face's layout: LlamaForCausalLM for RoPE
-    models, GPT2LMHeadModel for learned positions. `special` holds bos/eos ids."""
+    models (Qwen2ForCausalLM with Qwen2's q/k/v-only biases), GPT2LMHeadModel for learned
+    positions. `special` holds bos/eos ids."""
     if cfg.attention != "softmax":
         raise HFConfigError(f"a {cfg.attention} model has no Hugging Face architecture; export its softmax teacher")
     if cfg.positions == "learned":
@@ -168,12 +169,17 @@ def to_hf(cfg: ModelConfig, special: dict) -> dict:
                 "n_layer": cfg.layers, "n_head": cfg.heads, "n_inner": cfg.ffn_dim, "n_positions": cfg.max_positions,
                 "n_ctx": cfg.max_positions, "layer_norm_epsilon": cfg.norm_eps, "activation_function": "gelu_new",
                 "tie_word_embeddings": cfg.tied_embeddings, "torch_dtype": "float32", **special}
-    if cfg.norm != "rms" or cfg.mlp != "swiglu" or cfg.qkv_bias != cfg.o_bias:
-        raise HFConfigError("a RoPE model exports as LlamaForCausalLM only with RMSNorm, SwiGLU and attention biases on q, k, v and o together or none")
+    if cfg.norm != "rms" or cfg.mlp != "swiglu":
+        raise HFConfigError("a RoPE model exports to Hugging Face's layout only with RMSNorm and SwiGLU")
     rope = None if cfg.rope_scaling is None else {("rope_type" if k == "type" else k): v for k, v in cfg.rope_scaling.items()}
-    return {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": cfg.vocab_size,
-            "hidden_size": cfg.dim, "num_hidden_layers": cfg.layers, "num_attention_heads": cfg.heads,
-            "num_key_value_heads": cfg.kv_heads, "intermediate_size": cfg.ffn_dim, "hidden_act": "silu",
-            "max_position_embeddings": cfg.max_positions, "rms_norm_eps": cfg.norm_eps, "rope_theta": cfg.rope_base,
-            "rope_scaling": rope, "attention_bias": cfg.qkv_bias, "mlp_bias": cfg.mlp_bias,
-            "tie_word_embeddings": cfg.tied_embeddings, "torch_dtype": "float32", **special}
+    common = {"vocab_size": cfg.vocab_size, "hidden_size": cfg.dim, "num_hidden_layers": cfg.layers,
+              "num_attention_heads": cfg.heads, "num_key_value_heads": cfg.kv_heads, "intermediate_size": cfg.ffn_dim,
+              "hidden_act": "silu", "max_position_embeddings": cfg.max_positions, "rms_norm_eps": cfg.norm_eps,
+              "rope_theta": cfg.rope_base, "rope_scaling": rope, "tie_word_embeddings": cfg.tied_embeddings,
+              "torch_dtype": "float32", **special}
+    if cfg.qkv_bias and not cfg.o_bias and not cfg.mlp_bias:  # Qwen2's biases
+        return {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", **common, "use_sliding_window": False}
+    if cfg.qkv_bias != cfg.o_bias:
+        raise HFConfigError("a RoPE model with biases on q, k, v but not o (or the reverse) exports only as Qwen2, without MLP biases")
+    return {"architectures": ["LlamaForCausalLM"], "model_type": "llama", **common, "attention_bias": cfg.qkv_bias,
+            "mlp_bias": cfg.mlp_bias}

@@ -26,15 +26,11 @@ class ExportError(ValueError):
     pass
 
 
-def architecture_of(model: Transformer) -> str:
-    return GPT2 if model.cfg.positions == "learned" else "LlamaForCausalLM"
-
-
 def hf_state(model: Transformer) -> dict[str, torch.Tensor]:
     """The model's weights under Hugging Face's names and layouts (float32)."""
     ours = model.state_dict()
     groups: dict[str, list] = {}
-    for m in layout(model.cfg, architecture_of(model)):
+    for m in layout(model.cfg, GPT2 if model.cfg.positions == "learned" else "LlamaForCausalLM"):
         groups.setdefault(m.hf, []).append(m)
     return {name: from_ours(maps, [ours[m.ours] for m in maps]).contiguous() for name, maps in groups.items()}
 
