@@ -21,14 +21,14 @@ import time
 
 import torch
 
+from . import gguf
 from .checkpoint import load_model, save_model
-from .contract import RECIPE, check
+from .contract import RECIPE
 from .data import DataError, load_meta, load_split, window_starts
 from .evaluation import EvalCost, evaluate, teacher_evaluation
 from .export import export_onnx
 from .folder import check_out, model_fields, tokenizer_files
 from .folder import write as write_folder
-from . import gguf
 from .hf_export import export_hf
 from .hf_import import import_hf
 from .model import ModelConfig, Transformer, swap_attention
