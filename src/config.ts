@@ -32,7 +32,8 @@ export interface Config {
   maxConnections: number
   /** A model whose recent requests waited longer than this in its queue admits no more for now (429). */
   maxQueueMs: number
-  conversions: { enabled: boolean, maxQueued: number, pythonBin: string, maxCorpusBytes: number }
+  /** importsDir: where Hugging Face checkpoints a conversion may name (source type hf) live; null = none. */
+  conversions: { enabled: boolean, maxQueued: number, pythonBin: string, maxCorpusBytes: number, importsDir: string | null }
   access: AccessConfig
 }
 
@@ -76,6 +77,7 @@ const FLAGS = {
   conversions: { type: 'string', env: 'T2R_CONVERSIONS' },
   'max-queued-conversions': { type: 'string', env: 'T2R_MAX_QUEUED_CONVERSIONS' },
   'max-corpus-bytes': { type: 'string', env: 'T2R_MAX_CORPUS_BYTES' },
+  'imports-dir': { type: 'string', env: 'T2R_IMPORTS_DIR' },
   'api-keys-file': { type: 'string', env: 'T2R_API_KEYS_FILE' },
   'cors-origins': { type: 'string', env: 'T2R_CORS_ORIGINS' },
   'ws-origins': { type: 'string', env: 'T2R_WS_ORIGINS' },
@@ -131,7 +133,7 @@ export function loadConfig (argv: string[] = [], env: NodeJS.ProcessEnv = proces
     requestTimeoutMs: int('request timeout seconds', get('request-timeout'), 30, 1) * 1000,
     maxConnections: int('max connections', get('max-connections'), 1024, 1),
     maxQueueMs: int('max queue seconds', get('max-queue-time'), 10, 1) * 1000,
-    conversions: { enabled: get('conversions') !== 'off', maxQueued: int('max queued conversions', get('max-queued-conversions'), 4, 1), pythonBin: get('python') ?? '/usr/bin/python3', maxCorpusBytes: int('max corpus bytes', get('max-corpus-bytes'), 2 * 1024 * 1024, 1) },
+    conversions: { enabled: get('conversions') !== 'off', maxQueued: int('max queued conversions', get('max-queued-conversions'), 4, 1), pythonBin: get('python') ?? '/usr/bin/python3', maxCorpusBytes: int('max corpus bytes', get('max-corpus-bytes'), 2 * 1024 * 1024, 1), importsDir: get('imports-dir') ?? null },
     access
   }
 }

@@ -48,7 +48,8 @@ export function stateTensorsFor (architecture: Manifest['architecture']): Contra
 
 /** What a manifest's `state` must be: its architecture's contract tensors with its sizes filled in. */
 export function expectedState (m: Manifest): StateTensorSpec[] {
-  const dims: Record<string, number | null> = { layers: m.layers, heads: m.heads, head_dim: m.head_dim, feature_dim: m.feature_dim, vocab_size: m.vocab_size }
+  // A manifest without kv_heads predates grouped-query attention: its key/value heads are its heads.
+  const dims: Record<string, number | null> = { layers: m.layers, kv_heads: m.kv_heads ?? m.heads, head_dim: m.head_dim, feature_dim: m.feature_dim, vocab_size: m.vocab_size }
   return stateTensorsFor(m.architecture).map((t) => ({
     name: t.name,
     output: t.output,

@@ -8,6 +8,7 @@ const Dim = Type.Union([Type.Integer({ minimum: 1 }), Type.String({ minLength: 1
 const Perplexity = Type.Number({ minimum: 1 })
 const Count = Type.Integer({ minimum: 0 })
 const Positive = Type.Integer({ minimum: 1 })
+const PositiveNumber = Type.Number({ exclusiveMinimum: 0 })
 const Architecture = Type.Union([Type.Literal('t2r'), Type.Literal('softmax'), Type.Literal('elu')])
 const SplitName = Type.Union([Type.Literal('train'), Type.Literal('validation'), Type.Literal('test')])
 const Base64 = Type.String({ pattern: '^[A-Za-z0-9+/]*={0,2}$' })
@@ -27,6 +28,7 @@ export const ManifestSchema = Type.Object({
   dim: Type.Optional(Positive),
   layers: Positive,
   heads: Positive,
+  kv_heads: Type.Optional(Positive),
   head_dim: Positive,
   ffn_dim: Type.Optional(Positive),
   feature_dim: Type.Union([Positive, Type.Null()]),
@@ -39,6 +41,13 @@ export const ManifestSchema = Type.Object({
   eos_token_ids: Type.Optional(Type.Array(Count, { minItems: 1 })),
   bos_token_id: Type.Optional(Type.Union([Count, Type.Null()])),
   add_bos_token: Type.Optional(Type.Boolean()),
+  sliding_window: Type.Optional(Type.Union([Positive, Type.Null()])),
+  // A model imported from a Hugging Face checkpoint (trainer/t2r/hf_import.py).
+  source: Type.Optional(Type.Object({
+    format: Type.Literal('huggingface'),
+    architecture: Type.String({ minLength: 1 }),
+    dtype: Type.Union([Type.Literal('float32'), Type.Literal('float16'), Type.Literal('bfloat16')])
+  }, { additionalProperties: false })),
   state: Type.Array(StateTensorSchema, { minItems: 1 }),
   teacher: Type.Optional(Type.Union([Type.String(), Type.Null()])),
   training: Type.Optional(Type.Object({
@@ -94,9 +103,25 @@ const ModelConfig = Type.Object({
   heads: Positive,
   ffn_dim: Positive,
   max_positions: Positive,
-  rope_base: Type.Number({ exclusiveMinimum: 0 }),
+  rope_base: PositiveNumber,
   attention: Architecture,
-  feature_dim: Positive
+  feature_dim: Positive,
+  kv_heads: Positive,
+  norm: Type.Union([Type.Literal('rms'), Type.Literal('layer')]),
+  norm_eps: Type.Number({ exclusiveMinimum: 0 }),
+  positions: Type.Union([Type.Literal('rope'), Type.Literal('learned')]),
+  rope_scaling: Type.Union([Type.Object({
+    type: Type.Union([Type.Literal('linear'), Type.Literal('llama3')]),
+    factor: PositiveNumber,
+    low_freq_factor: Type.Optional(PositiveNumber),
+    high_freq_factor: Type.Optional(PositiveNumber),
+    original_max_position_embeddings: Type.Optional(PositiveNumber)
+  }, { additionalProperties: false }), Type.Null()]),
+  qkv_bias: Type.Boolean(),
+  o_bias: Type.Boolean(),
+  mlp: Type.Union([Type.Literal('swiglu'), Type.Literal('gelu_tanh')]),
+  mlp_bias: Type.Boolean(),
+  tied_embeddings: Type.Boolean()
 }, { additionalProperties: false })
 
 const Windows = { tokens: Positive, windows: Positive }
@@ -127,6 +152,8 @@ export const TrainerEventSchema = Type.Union([
   Type.Object({ event: Type.Literal('eval'), checkpoint: Type.String(), split: SplitName, perplexity: Perplexity, ...Windows }, { additionalProperties: false }),
   Type.Object({ event: Type.Literal('checkpoint'), step: Positive }, { additionalProperties: false }),
   Type.Object({ event: Type.Literal('packaged'), out: Type.String(), name: Type.String() }, { additionalProperties: false }),
+  // `t2r import`: a Hugging Face checkpoint made into a model folder.
+  Type.Object({ event: Type.Literal('imported'), out: Type.String(), name: Type.String(), architecture: Type.String(), seconds: Type.Number({ minimum: 0 }) }, { additionalProperties: false }),
   Type.Object({ event: Type.Literal('exported'), out: Type.String() }, { additionalProperties: false })
 ])
 

@@ -3,9 +3,9 @@
 // size is checked before reading, and nothing blocks the event loop (a FIFO with no writer would
 // block a synchronous read forever). Every refusal is a 422 naming corpus.path.
 import { constants } from 'node:fs'
-import { open, realpath } from 'node:fs/promises'
-import { isAbsolute, normalize, resolve, sep } from 'node:path'
+import { open } from 'node:fs/promises'
 import { unprocessable, type InvalidError } from '../errors.ts'
+import { containedPath } from './contained-path.ts'
 
 const PARAM = 'corpus.path'
 
@@ -13,21 +13,8 @@ function refuse (message: string): InvalidError {
   return unprocessable(message, PARAM)
 }
 
-async function realPathOf (path: string, relative: string): Promise<string> {
-  try {
-    return await realpath(path)
-  } catch {
-    throw refuse(`corpus.path ${relative} not found under the data folder's corpora/`)
-  }
-}
-
 export async function readCorpusFile (corporaDir: string, relative: string, maxBytes: number): Promise<string> {
-  if (isAbsolute(relative) || normalize(relative).split(sep).includes('..')) {
-    throw refuse('corpus.path must be relative to the data folder\'s corpora/ and must not contain ".."')
-  }
-  const base = await realPathOf(corporaDir, relative)
-  const real = await realPathOf(resolve(base, relative), relative)
-  if (!real.startsWith(base + sep)) throw refuse(`corpus.path ${relative} leads outside the data folder's corpora/`)
+  const real = await containedPath(corporaDir, relative, PARAM, 'the data folder\'s corpora/')
   let handle
   try {
     // O_NONBLOCK: opening a FIFO returns at once instead of waiting for a writer (fstat refuses it

@@ -9,7 +9,10 @@ import { encodeDocuments, readTokenFile, tokenFileName, writeCorpus, writeTokenF
 import { addressesOf, type Split } from '../corpus/sotu.ts'
 import type { LoadedModel } from '../models/registry.ts'
 
-export async function tokenize (model: LoadedModel, docs: string[]): Promise<Uint16Array> {
+/** What tokenizes a job's corpus: a loaded model, or an imported Hugging Face checkpoint. */
+export type Tokenizing = Pick<LoadedModel, 'name' | 'manifest' | 'tokenizer'>
+
+export async function tokenize (model: Tokenizing, docs: string[]): Promise<Uint16Array> {
   return await encodeDocuments(async (text) => await model.tokenizer.encode(text), docs, model.manifest.eos_token_id, model.manifest.vocab_size)
 }
 
@@ -20,7 +23,7 @@ export class SotuCache {
 
   constructor (readonly dir: string) {}
 
-  async split (model: LoadedModel, split: Split): Promise<Uint16Array> {
+  async split (model: Tokenizing, split: Split): Promise<Uint16Array> {
     const path = join(this.dir, model.name, tokenFileName(split))
     let ids = this.pending.get(path)
     if (ids === undefined) {
@@ -30,7 +33,7 @@ export class SotuCache {
     return await ids
   }
 
-  private async load (model: LoadedModel, split: Split, path: string): Promise<Uint16Array> {
+  private async load (model: Tokenizing, split: Split, path: string): Promise<Uint16Array> {
     if (existsSync(path)) return await readTokenFile(path)
     const ids = await tokenize(model, addressesOf(split).map((a) => a.text))
     await mkdir(dirname(path), { recursive: true })
@@ -39,7 +42,7 @@ export class SotuCache {
   }
 }
 
-export async function writeJobData (dir: string, model: LoadedModel, sotu: SotuCache, train: Uint16Array): Promise<void> {
+export async function writeJobData (dir: string, model: Tokenizing, sotu: SotuCache, train: Uint16Array): Promise<void> {
   await writeCorpus(dir, { vocab_size: model.manifest.vocab_size, eos_token_id: model.manifest.eos_token_id }, {
     train: { ids: train },
     validation: { ids: await sotu.split(model, 'validation') },

@@ -6,7 +6,9 @@ export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancell
 export const JOB_STATUSES: readonly JobStatus[] = ['queued', 'running', 'succeeded', 'failed', 'cancelled']
 
 export interface ConversionParams {
-  source_model: string
+  /** A loaded softmax model, or (null) the Hugging Face checkpoint at source_hf_path under the imports folder. */
+  source_model: string | null
+  source_hf_path?: string | null
   name: string
   corpus: { type: 'sotu' } | { type: 'text', bytes: number } | { type: 'file', path: string }
   feature_dim: number

@@ -13,6 +13,7 @@ import { parseManifest } from '../models/manifest.ts'
 import { checkParity, parityFailure } from '../models/parity.ts'
 import type { LoadedModel, ModelRegistry } from '../models/registry.ts'
 import { readCorpusFile } from './corpus-file.ts'
+import { importHfSource, type ConversionSource } from './hf-source.ts'
 import { SotuCache, tokenize, writeJobData } from './corpus.ts'
 import { JOB_STATUSES, JobStore, type ConversionParams, type Job } from './job-store.ts'
 import { jobTrainerArgs } from './trainer-args.ts'
@@ -20,7 +21,8 @@ import { TrainerProcess } from './trainer-process.ts'
 
 export const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
 
-export interface ConversionRequest extends Omit<ConversionParams, 'corpus'> {
+export interface ConversionRequest extends Omit<ConversionParams, 'corpus' | 'source_model' | 'source_hf_path'> {
+  source: { type: 'model', name: string } | { type: 'hf', path: string }
   corpus: { type: 'sotu' } | { type: 'text', text: string } | { type: 'file', path: string }
 }
 
@@ -60,10 +62,8 @@ export class ConversionService extends EventEmitter {
 
   /** Validates, prepares the job's data and queues it. Throws domain errors naming the field. */
   async submit (req: ConversionRequest): Promise<Job> {
-    const source = this.registry.get(req.source_model)
-    if (source === undefined) throw notFound(`model ${req.source_model} not found`, 'source_model')
-    if (source.manifest.architecture !== 'softmax') throw unprocessable(`model ${req.source_model} is ${source.manifest.architecture}; conversion needs a softmax transformer`, 'source_model')
-    if (!existsSync(join(source.dir, 'checkpoint.safetensors'))) throw unprocessable(`model ${req.source_model} has no checkpoint.safetensors to train from`, 'source_model')
+    const { source: requested, ...rest } = req
+    if (requested.type === 'model') this.loadedSource(requested.name)
     if (!MODEL_NAME.test(req.name)) throw unprocessable('name must be 1-64 letters, digits, ".", "_" or "-"', 'name')
     // The name and the queue slot are checked and taken in one synchronous stretch, before the
     // first await: concurrent submissions cannot both pass the checks.
@@ -75,13 +75,21 @@ export class ConversionService extends EventEmitter {
     this.preparing.add(req.name)
     const id = `conv_${randomUUID().replaceAll('-', '').slice(0, 20)}`
     try {
+      // A Hugging Face source is imported first, into the job's folder: a checkpoint the importer
+      // refuses is a 422 before anything is queued.
+      const source = requested.type === 'model'
+        ? this.loadedSource(requested.name)
+        : await importHfSource(this.config.conversions.importsDir, requested.path, join(this.root, id, 'source'), this.config.conversions.pythonBin, this.config.intraOpThreads ?? 2)
       const train = await this.trainTokens(source, req.corpus)
       const needed = req.batch_size * req.sequence_length + 1
       if (train.length < needed) throw unprocessable(`corpus has ${train.length} tokens; one batch of ${req.batch_size}×${req.sequence_length} needs ${needed}`, 'corpus')
       await writeJobData(join(this.root, id, 'data'), source, this.sotu, train)
       const corpus: ConversionParams['corpus'] = req.corpus.type === 'text' ? { type: 'text', bytes: Buffer.byteLength(req.corpus.text) } : req.corpus
+      const params: ConversionParams = {
+        ...rest, corpus, source_model: requested.type === 'model' ? requested.name : null, source_hf_path: requested.type === 'hf' ? requested.path : null
+      }
       const job: Job = {
-        id, status: 'queued', params: { ...req, corpus }, created_at: Date.now(), started_at: null, finished_at: null,
+        id, status: 'queued', params, created_at: Date.now(), started_at: null, finished_at: null,
         step: 0, steps: req.steps + req.transfer_steps, loss: null, tokens_per_s: null, eta_s: null, eval_perplexity: null, teacher_perplexity: null, error: null, result: null
       }
       this.store.insert(job)
@@ -133,7 +141,24 @@ export class ConversionService extends EventEmitter {
     this.store.close()
   }
 
-  private async trainTokens (source: LoadedModel, corpus: ConversionRequest['corpus']): Promise<Uint16Array> {
+  /** A loaded model a conversion may start from; throws naming source_model otherwise. */
+  private loadedSource (name: string): LoadedModel {
+    const source = this.registry.get(name)
+    if (source === undefined) throw notFound(`model ${name} not found`, 'source_model')
+    if (source.manifest.architecture !== 'softmax') throw unprocessable(`model ${name} is ${source.manifest.architecture}; conversion needs a softmax transformer`, 'source_model')
+    if (!existsSync(join(source.dir, 'checkpoint.safetensors'))) throw unprocessable(`model ${name} has no checkpoint.safetensors to train from`, 'source_model')
+    return source
+  }
+
+  /** The teacher's folder: the loaded model's, or the job's import of its Hugging Face source. */
+  private teacherDir (job: Job): string {
+    if (job.params.source_model === null) return join(this.root, job.id, 'source')
+    const source = this.registry.get(job.params.source_model)
+    if (source === undefined) throw new Error(`source model ${job.params.source_model} is no longer loaded`)
+    return source.dir
+  }
+
+  private async trainTokens (source: ConversionSource, corpus: ConversionRequest['corpus']): Promise<Uint16Array> {
     const maxBytes = this.config.conversions.maxCorpusBytes
     if (corpus.type === 'sotu') return await this.sotu.split(source, 'train')
     if (corpus.type === 'text') {
@@ -149,9 +174,7 @@ export class ConversionService extends EventEmitter {
     const staging = join(dir, 'staging', p.name)
     rmSync(staging, { recursive: true, force: true })
     mkdirSync(join(dir, 'staging'), { recursive: true })
-    const source = this.registry.get(p.source_model)
-    if (source === undefined) throw new Error(`source model ${p.source_model} is no longer loaded`)
-    const args = jobTrainerArgs(p, { teacher: source.dir, data: join(dir, 'data'), run: join(dir, 'run'), out: staging, evalCache: join(this.root, 'eval-cache') }, this.config.intraOpThreads ?? 2)
+    const args = jobTrainerArgs(p, { teacher: this.teacherDir(job), data: join(dir, 'data'), run: join(dir, 'run'), out: staging, evalCache: join(this.root, 'eval-cache') }, this.config.intraOpThreads ?? 2)
     const started = Date.now()
     this.store.update(job.id, { status: 'running', started_at: job.started_at ?? started, error: null })
     this.changed(job.id)
@@ -181,6 +204,7 @@ export class ConversionService extends EventEmitter {
     this.install(staging, p.name)
     await this.registry.load(p.name)
     rmSync(join(dir, 'run'), { recursive: true, force: true })
+    rmSync(join(dir, 'source'), { recursive: true, force: true })
     const ppl = metrics.test_perplexity
     const teacher = metrics.teacher_test_perplexity
     this.finish(job.id, 'succeeded', {

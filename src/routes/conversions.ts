@@ -5,7 +5,7 @@ import { Type, type TSchema } from '@sinclair/typebox'
 import { RECIPE } from '../contract/recipe.ts'
 import type { Job } from '../conversions/job-store.ts'
 import { requireAdmin } from '../auth/tenant.ts'
-import { unavailable } from '../errors.ts'
+import { unavailable, unprocessable } from '../errors.ts'
 import { SseStream } from '../http/sse.ts'
 
 const Corpus = Type.Union([
@@ -13,8 +13,11 @@ const Corpus = Type.Union([
   Type.Object({ type: Type.Literal('text'), text: Type.String({ minLength: 1 }) }, { additionalProperties: false }),
   Type.Object({ type: Type.Literal('file'), path: Type.String({ minLength: 1, maxLength: 512 }) }, { additionalProperties: false })
 ])
+const HfSource = Type.Object({ type: Type.Literal('hf'), path: Type.String({ minLength: 1, maxLength: 512 }) }, { additionalProperties: false })
 const CreateBody = Type.Object({
-  source_model: Type.String({ minLength: 1 }),
+  // One of the two: a loaded softmax model, or a Hugging Face checkpoint under --imports-dir.
+  source_model: Type.Optional(Type.String({ minLength: 1 })),
+  source: Type.Optional(HfSource),
   name: Type.String({ minLength: 1, maxLength: 64 }),
   corpus: Type.Optional(Corpus),
   feature_dim: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 })),
@@ -83,8 +86,9 @@ const conversionRoutes: FastifyPluginAsyncTypebox = async (app) => {
 
   app.post('/v1/conversions', { schema: { body: CreateBody, response: { 202: Conversion } }, bodyLimit: app.t2r.config.conversions.maxCorpusBytes * 2 + 65536 }, async (request, reply) => {
     const b = request.body
+    if ((b.source_model === undefined) === (b.source === undefined)) throw unprocessable('name exactly one of source_model (a loaded model) and source ({type: hf, path})', 'source_model')
     const job = await service().submit({
-      source_model: b.source_model,
+      source: b.source ?? { type: 'model', name: b.source_model ?? '' },
       name: b.name,
       corpus: b.corpus ?? { type: 'sotu' },
       // Defaults: the recipe of the shipped sotu-t2r (contract/recipe.json).

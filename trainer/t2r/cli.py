@@ -1,10 +1,13 @@
-"""Command line: pretrain | convert | evaluate | export.
+"""Command line: pretrain | convert | evaluate | export | import | export-hf | gguf.
 
   python3 -m t2r pretrain --data data/sotu --run runs/base --steps 3000 --out models/sotu-base
   python3 -m t2r convert --teacher models/sotu-base --data data/sotu --run runs/t2r --steps 1500 \
       --out models/sotu-t2r --name sotu-t2r
   python3 -m t2r evaluate --checkpoint models/sotu-t2r/checkpoint.safetensors --data data/sotu
   python3 -m t2r export --checkpoint X.safetensors --out model.onnx
+  python3 -m t2r import --hf hf/Llama-3.2-1B --out models/llama-1b
+  python3 -m t2r export-hf --model models/sotu-base --out hf/sotu-base
+  python3 -m t2r gguf --model models/sotu-base --out sotu-base.gguf
 
 Progress is JSON lines on stdout; errors are one line on stderr and a non-zero exit.
 """
@@ -13,16 +16,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
+import time
 
 import torch
 
+from . import gguf
 from .checkpoint import load_model, save_model
-from .contract import RECIPE, check
+from .contract import RECIPE
 from .data import DataError, load_meta, load_split, window_starts
 from .evaluation import EvalCost, evaluate, teacher_evaluation
-from .export import export_onnx, state_spec, write_reference
+from .export import export_onnx
+from .folder import check_out, model_fields, tokenizer_files
+from .folder import write as write_folder
+from .hf_export import export_hf
+from .hf_import import import_hf
 from .model import ModelConfig, Transformer, swap_attention
 from .safetensors import CheckpointError
 from .train import TrainSpec, emit, train
@@ -122,6 +130,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export a checkpoint to ONNX (docs/design.md §7)")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--out", required=True)
+
+    p = sub.add_parser("import", help="a Hugging Face checkpoint folder as a model folder (docs/design.md §7.5)")
+    p.add_argument("--hf", required=True, help="folder with config.json, safetensors weights, tokenizer.json")
+    p.add_argument("--out", required=True, help="model folder to write (never over an existing one)")
+    p.add_argument("--name", help="model name for the manifest (default: the --out folder name)")
+    p.add_argument("--threads", type=_positive(int), default=None)
+
+    p = sub.add_parser("export-hf", help="a softmax model folder as a Hugging Face checkpoint folder")
+    p.add_argument("--model", required=True, help="model folder (with checkpoint.safetensors)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32")
+    p.add_argument("--shard-bytes", type=_positive(int), default=None, help="split the weights into shards of at most this size")
+
+    p = sub.add_parser("gguf", help="a GGUF v3 file for llama.cpp from a model folder or a Hugging Face checkpoint")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="softmax model folder of ours")
+    source.add_argument("--hf", help="Hugging Face checkpoint folder")
+    p.add_argument("--out", required=True)
+    p.add_argument("--dtype", choices=["f32", "f16"], default="f32")
     return parser
 
 
@@ -154,49 +181,30 @@ def _spec(args, test_ids, cost: EvalCost, transfer_steps=0, attention_only=False
 
 
 def _check_out(args) -> None:
-    if args.out and os.path.exists(args.out):
-        raise UsageError(f"--out {args.out} exists; a finished model folder is never overwritten")
+    if args.out:
+        check_out(args.out)
 
 
-def _package(model: Transformer, args, meta: dict, test_ids, tokenizer: str, training: dict, extra: dict) -> None:
-    """Write the model folder next to --out, then rename it into place."""
+DEFAULT_GENERATION = {"max_new_tokens": 128, "temperature": 0.8, "top_p": 0.95, "repetition_penalty": 1.1}
+# Teacher manifest fields a conversion keeps: the special tokens of an imported teacher.
+INHERITED = ("eos_token_ids", "bos_token_id", "add_bos_token")
+
+
+def _package(model: Transformer, args, meta: dict, test_ids, tokenizer: dict[str, str], training: dict, extra: dict) -> None:
+    """Evaluate on the test split, then write the model folder (folder.write: atomic)."""
     name = args.name or os.path.basename(os.path.normpath(args.out))
-    tmp = f"{os.path.normpath(args.out)}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    try:
-        final = evaluate(model, test_ids, args.seq, args.eval_windows)
-        emit("eval", final=True, split="test", **final.fields())
-        cfg = model.cfg
-        manifest = {
-            "name": name,
-            "architecture": "softmax" if cfg.attention == "softmax" else cfg.attention,
-            "vocab_size": cfg.vocab_size, "dim": cfg.dim, "layers": cfg.layers, "heads": cfg.heads,
-            "head_dim": cfg.head_dim, "ffn_dim": cfg.ffn_dim,
-            "feature_dim": cfg.state_feature_dim() if cfg.attention != "softmax" else None,
-            "max_positions": cfg.max_positions if cfg.attention == "softmax" else None,
-            "trained_positions": cfg.max_positions,
-            "eos_token_id": meta["eos_token_id"], "state": state_spec(model),
-            "training": training,
-            "metrics": {"test_perplexity": round(final.perplexity, 4), "test_tokens": final.tokens,
-                        "eval_window": args.seq, **extra.pop("metrics", {})},
-            "generation_defaults": {"max_new_tokens": 128, "temperature": 0.8, "top_p": 0.95, "repetition_penalty": 1.1},
-            **extra,
-        }
-        check(manifest, "manifest.schema.json", "model.json")
-        save_model(os.path.join(tmp, "checkpoint.safetensors"), model)
-        export_onnx(model, os.path.join(tmp, "model.onnx"))
-        write_reference(model, [int(t) for t in test_ids[:PARITY_TOKENS]], os.path.join(tmp, "parity.json"))
-        shutil.copyfile(tokenizer, os.path.join(tmp, "tokenizer.json"))
-        with open(os.path.join(tmp, "model.json"), "w") as f:
-            json.dump(manifest, f, indent=2)
-            f.write("\n")
-        _check_out(args)
-        os.rename(tmp, args.out)
-        emit("packaged", out=args.out, name=name)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    final = evaluate(model, test_ids, args.seq, args.eval_windows)
+    emit("eval", final=True, split="test", **final.fields())
+    manifest = {
+        "name": name, **model_fields(model), "eos_token_id": meta["eos_token_id"],
+        "training": training,
+        "metrics": {"test_perplexity": round(final.perplexity, 4), "test_tokens": final.tokens,
+                    "eval_window": args.seq, **extra.pop("metrics", {})},
+        "generation_defaults": DEFAULT_GENERATION,
+        **extra,
+    }
+    write_folder(args.out, model, manifest, [int(t) for t in test_ids[:PARITY_TOKENS]], tokenizer)
+    emit("packaged", out=args.out, name=name)
 
 
 def _run_info(args, keys) -> dict:
@@ -219,7 +227,8 @@ def cmd_pretrain(args) -> None:
         training = {"kind": "pretrain", "steps": args.steps, "tokens": args.steps * args.batch * args.seq,
                     "seconds": round(seconds, 1), "batch": args.batch, "seq": args.seq, "lr": args.lr,
                     "corpus": f"sotu:{args.train_split}", "seed": args.seed}
-        _package(model, args, meta, test_ids, os.path.join(args.data, "tokenizer.json"), training, {"teacher": None})
+        _package(model, args, meta, test_ids, {"tokenizer.json": os.path.join(args.data, "tokenizer.json")}, training,
+                 {"teacher": None})
 
 
 def cmd_convert(args) -> None:
@@ -263,7 +272,9 @@ def cmd_convert(args) -> None:
         emit("eval", model="teacher", split="test", **teacher_eval.fields(), cached=cached)
         pre = teacher_manifest.get("training", {})
         extra = {"teacher": teacher_manifest.get("name", os.path.basename(args.teacher)),
-                 "metrics": {"teacher_test_perplexity": round(teacher_eval.perplexity, 4)}}
+                 "metrics": {"teacher_test_perplexity": round(teacher_eval.perplexity, 4)},
+                 **{k: teacher_manifest[k] for k in INHERITED if k in teacher_manifest},
+                 **({"generation_defaults": teacher_manifest["generation_defaults"]} if "generation_defaults" in teacher_manifest else {})}
     spec = _spec(args, test_ids, cost, args.transfer_steps, args.attention_only, args.distill_weight)
     model, seconds = train(model, ids, eval_ids, spec, args.run, info, teacher=teacher if args.distill_weight else None)
     save_model(os.path.join(args.run, "final.safetensors"), model)
@@ -275,7 +286,7 @@ def cmd_convert(args) -> None:
                     "batch": args.batch, "seq": args.seq, "lr": args.lr, "corpus": f"sotu:{args.train_split}",
                     "seed": args.seed,
                     "fraction_of_pretraining_steps": round((args.steps + args.transfer_steps) / pre["steps"], 4) if pre.get("steps") else None}
-        _package(model, args, meta, test_ids, os.path.join(args.teacher, "tokenizer.json"), training, extra)
+        _package(model, args, meta, test_ids, tokenizer_files(args.teacher), training, extra)
 
 
 def cmd_evaluate(args) -> None:
@@ -289,12 +300,36 @@ def cmd_export(args) -> None:
     emit("exported", out=args.out)
 
 
+def cmd_import(args) -> None:
+    t0 = time.time()
+    manifest = import_hf(args.hf, args.out, args.name)
+    emit("imported", out=args.out, name=manifest["name"], architecture=manifest["source"]["architecture"],
+         seconds=round(time.time() - t0, 2))
+
+
+def cmd_export_hf(args) -> None:
+    export_hf(args.model, args.out, args.dtype, args.shard_bytes)
+    emit("exported", out=args.out)
+
+
+def cmd_gguf(args) -> None:
+    if args.model:
+        gguf.from_model_folder(args.model, args.out, args.dtype)
+    else:
+        gguf.from_hf_folder(args.hf, args.out, args.dtype)
+    emit("exported", out=args.out)
+
+
+COMMANDS = {"pretrain": cmd_pretrain, "convert": cmd_convert, "evaluate": cmd_evaluate, "export": cmd_export,
+            "import": cmd_import, "export-hf": cmd_export_hf, "gguf": cmd_gguf}
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
     try:
-        {"pretrain": cmd_pretrain, "convert": cmd_convert, "evaluate": cmd_evaluate, "export": cmd_export}[args.command](args)
+        COMMANDS[args.command](args)
     except (UsageError, DataError, CheckpointError, ValueError) as e:
         print(f"t2r {args.command}: error: {e}", file=sys.stderr)
         return 1

@@ -39,7 +39,7 @@ def empty_state(model: Transformer, batch: int, past: int = 0) -> list[torch.Ten
 
 def _dims(model: Transformer) -> dict:
     cfg = model.cfg
-    return {"layers": cfg.layers, "heads": cfg.heads, "head_dim": cfg.head_dim, "vocab_size": cfg.vocab_size,
+    return {"layers": cfg.layers, "kv_heads": cfg.kv_heads, "head_dim": cfg.head_dim, "vocab_size": cfg.vocab_size,
             "feature_dim": cfg.state_feature_dim() if cfg.attention != "softmax" else None}
 
 

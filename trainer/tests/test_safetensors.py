@@ -25,6 +25,8 @@ def sample_tensors():
         "scalar": torch.tensor(3.5),
         "empty": torch.zeros(0, 4),
         "strided": torch.randn(4, 6, generator=g).t(),  # non-contiguous input
+        "half": torch.randn(2, 3, generator=g).half(),
+        "brain": torch.randn(3, 2, generator=g).bfloat16(),
     }
 
 
@@ -67,7 +69,34 @@ def test_round_trip_without_metadata(tmp_path):
 
 def test_unsupported_dtype_rejected_on_save(tmp_path):
     with pytest.raises(TypeError):
-        safetensors.save(str(tmp_path / "x.safetensors"), {"h": torch.zeros(2, dtype=torch.float16)})
+        safetensors.save(str(tmp_path / "x.safetensors"), {"h": torch.zeros(2, dtype=torch.float64)})
+
+
+def test_half_precision_bits_are_the_standard_ones(tmp_path):
+    """F16 is IEEE half; BF16 the top 16 bits of the float32 (what Hugging Face checkpoints hold)."""
+    path = str(tmp_path / "x.safetensors")
+    values = [1.0, -2.5, 0.1]
+    safetensors.save(path, {"h": torch.tensor(values).half(), "b": torch.tensor(values).bfloat16()})
+    data = open(path, "rb").read()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    body = data[8 + n:]
+    (hs, he), (bs, be) = header["h"]["data_offsets"], header["b"]["data_offsets"]
+    assert header["h"]["dtype"] == "F16" and header["b"]["dtype"] == "BF16"
+    assert np.frombuffer(body[hs:he], "<f2").tolist() == np.array(values, "<f2").tolist()
+    top16 = (np.array(values, "<f4").view("<u4") >> 16).astype("<u2")
+    # bfloat16 rounds to nearest: 0.1's mantissa rounds up by one unit in the last place.
+    assert np.abs(np.frombuffer(body[bs:be], "<u2").astype(int) - top16.astype(int)).max() <= 1
+
+
+def test_header_only_read_checks_everything_but_reads_no_data(tmp_path):
+    path = str(tmp_path / "x.safetensors")
+    safetensors.save(path, sample_tensors())
+    entries, _ = safetensors.read_header(path)
+    assert entries["half"].dtype == "F16" and entries["half"].shape == (2, 3)
+    assert entries["brain"].dtype == "BF16" and entries["brain"].numel == 6
+    subset, _ = safetensors.load(path, ["half"])
+    assert list(subset) == ["half"]
 
 
 def test_model_checkpoint_round_trip(tmp_path):
@@ -106,12 +135,17 @@ def _with_header(obj, body=b""):
     _with_header([1, 2]),
     _with_header({"__metadata__": [1]}),
     _with_header({"x": "F32"}),
-    _with_header({"x": {"dtype": "F16", "shape": [1], "data_offsets": [0, 2]}}, b"\0\0"),
+    _with_header({"x": {"dtype": "F8_E4M3", "shape": [2], "data_offsets": [0, 2]}}, b"\0\0"),
+    _with_header({"x": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                  "y": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}, b"\0" * 12),
+    _with_header({"x": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, b"\0" * 4),
+    struct.pack("<Q", 200_000_000) + b" " * 8,
     _with_header({"x": {"dtype": "F32", "shape": [2], "data_offsets": [0, 4]}}, b"\0" * 8),
     _with_header({"x": {"dtype": "F32", "shape": [1], "data_offsets": [-4, 0]}}, b"\0" * 4),
     _with_header({"x": {"dtype": "F32", "shape": [1], "data_offsets": ["0", "4"]}}, b"\0" * 4),
     _with_header({"x": {"dtype": "F32", "shape": "ab", "data_offsets": [0, 4]}}, b"\0" * 4),
-], ids=["empty", "random", "huge-header", "bad-utf8", "list-header", "list-metadata", "bad-entry", "f16",
+], ids=["empty", "random", "huge-header", "bad-utf8", "list-header", "list-metadata", "bad-entry", "fp8",
+        "overlap", "runs-past-end", "header-length-overruns-file",
         "size-mismatch", "negative-offset", "string-offsets", "string-shape"])
 def test_corrupt_files_raise_checkpoint_error(tmp_path, content):
     path = str(tmp_path / "x.safetensors")
