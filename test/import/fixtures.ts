@@ -11,7 +11,7 @@ const FIXTURES = join(ROOT, 'test', '.fixtures', 'hf')
 const PYTHON = process.env.T2R_PYTHON ?? '/usr/bin/python3'
 const TRAINER = join(ROOT, 'trainer')
 
-export const VARIANTS = ['llama-gqa', 'llama-untied-llama3-bf16', 'llama-mqa-linear-f16-sharded', 'mistral-untied', 'qwen2-bias', 'gpt2', 'gpt2-f16-sharded'] as const
+export const VARIANTS = ['llama-gqa', 'llama-untied-llama3-bf16', 'llama-mqa-linear-f16-sharded', 'llama-sentencepiece', 'mistral-untied', 'qwen2-bias', 'gpt2', 'gpt2-f16-sharded'] as const
 export type Variant = typeof VARIANTS[number] | 'sotu-base'
 
 /** `PYTHONPATH=trainer python3 -m t2r ...`; -> its stderr and exit code (never throws). */
@@ -45,7 +45,7 @@ export function hfFixtures (): HfFixtures {
     models: join(FIXTURES, 'models'),
     gguf: (v: Variant) => join(FIXTURES, 'gguf', `${v}.gguf`)
   }
-  if (existsSync(done.gguf('sotu-base'))) return done
+  if ([...VARIANTS, 'sotu-base' as const].every((v) => existsSync(done.gguf(v)))) return done
   const work = join(ROOT, 'test', '.fixtures', `hf-build-${process.pid}`)
   rmSync(work, { recursive: true, force: true })
   mkdirSync(join(work, 'gguf'), { recursive: true })

@@ -27,6 +27,7 @@ const cases: Array<[Variant, string]> = [
   ['llama-gqa', 'LlamaForCausalLM, grouped-query attention (4 q heads, 2 kv), tied, F32'],
   ['llama-untied-llama3-bf16', 'LlamaForCausalLM, untied head, llama3 RoPE scaling, theta 5e5, BF16'],
   ['llama-mqa-linear-f16-sharded', 'LlamaForCausalLM, one kv head, linear RoPE scaling, F16, 3 shards'],
+  ['llama-sentencepiece', 'LlamaForCausalLM with a SentencePiece-style tokenizer (llama.cpp: `llama` vocabulary)'],
   ['mistral-untied', 'MistralForCausalLM, GQA, untied'],
   ['qwen2-bias', 'Qwen2ForCausalLM, q/k/v biases, GQA, theta 1e6 (llama.cpp: qwen2 arch, NEOX RoPE)'],
   ['gpt2', 'GPT2LMHeadModel: learned positions, LayerNorm, GELU, Conv1D, fused c_attn'],

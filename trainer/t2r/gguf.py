@@ -15,8 +15,9 @@ in that layout in memory (hf_export.hf_state). Per architecture:
 - GPT2LMHeadModel -> `gpt2`: Conv1D weights transposed, c_attn kept fused as `attn_qkv`.
 
 Tensors: F32, or F16 for 2-D weights with --dtype f16 (1-D ones stay F32, as llama.cpp's converter
-does). The tokenizer goes in as llama.cpp's `gpt2` (byte-level BPE: tokens, token types, merges);
-SentencePiece-style tokenizers (BPE with byte fallback) are not written yet and are refused.
+does). The tokenizer goes in as llama.cpp's `gpt2` (byte-level BPE: tokens, token types, merges) or,
+for BPE with byte fallback (SentencePiece-style, Llama 2, Mistral), `llama` (tokens, scores, types),
+from tokenizer.json as its converter reads it when there is no tokenizer.model.
 
 The format: magic "GGUF", version 3, tensor count, key/value count (little-endian); key/values
 (string key, u32 type, value); tensor infos (name, dims innermost first, ggml type, data offset);
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import struct
 from dataclasses import dataclass
 from typing import Callable
@@ -46,7 +48,7 @@ GGML_F32, GGML_F16 = 0, 1
 FILE_TYPES = {"f32": 0, "f16": 1}  # llama.cpp's LlamaFileType: ALL_F32, MOSTLY_F16
 # GGUF value types
 U32, I32, F32, BOOL, STRING, ARRAY = 4, 5, 6, 7, 8, 9
-TOKEN_NORMAL, TOKEN_CONTROL, TOKEN_USER_DEFINED, TOKEN_UNUSED = 1, 3, 4, 5
+TOKEN_NORMAL, TOKEN_CONTROL, TOKEN_USER_DEFINED, TOKEN_UNUSED, TOKEN_BYTE = 1, 3, 4, 5, 6
 ARCHES = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2", GPT2: "gpt2"}
 
 
@@ -207,26 +209,36 @@ def _hparams(arch: str, config: dict, file_type: str) -> list[tuple]:
 
 
 def _tokenizer(hf_dir: str, config: dict, generation: dict | None, tokenizer_config: dict | None) -> list[tuple]:
+    """The vocabulary as llama.cpp's converter writes it: byte-level BPE as `gpt2` (tokens, types,
+    merges; _set_vocab_gpt2), BPE with byte fallback (SentencePiece-style, Llama 2) as `llama`
+    (tokens, scores, types; _set_vocab_llama_hf). Ids past the tokenizer, up to vocab_size, are
+    unused padding."""
     vocab = read_vocabulary(hf_dir)
     model = vocab.model
-    if model.get("type") != "BPE" or model.get("byte_fallback"):
-        raise GGUFError(f"tokenizer.json: only byte-level BPE tokenizers are written to GGUF so far (this one: "
-                        f"{model.get('type')}{', byte fallback' if model.get('byte_fallback') else ''})")
+    if model.get("type") != "BPE":
+        raise GGUFError(f"tokenizer.json: a {model.get('type')} model; only BPE tokenizers are written to GGUF")
+    sentencepiece = bool(model.get("byte_fallback"))
     size = config.get("vocab_size", vocab.size)
     if vocab.size > size:
         raise GGUFError(f"tokenizer.json has ids up to {vocab.size - 1}, beyond config.json vocab_size {size}")
     tokens = [f"[PAD{i}]" for i in range(size)]
     types = [TOKEN_UNUSED] * size
     for text, i in model["vocab"].items():
-        tokens[i], types[i] = text, TOKEN_NORMAL
+        byte = sentencepiece and re.fullmatch(r"<0x[0-9A-Fa-f]{2}>", text)
+        tokens[i], types[i] = text, TOKEN_BYTE if byte else TOKEN_NORMAL
     for t in vocab.added:
         tokens[t["id"]] = t["content"]
         types[t["id"]] = TOKEN_CONTROL if t.get("special") else TOKEN_USER_DEFINED
-    merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
-    pre = model_pre(hf_dir)
-    kv = [("tokenizer.ggml.model", "gpt2", STRING), ("tokenizer.ggml.pre", pre, STRING),
-          ("tokenizer.ggml.tokens", tokens, ARRAY, STRING), ("tokenizer.ggml.token_type", types, ARRAY, I32),
-          ("tokenizer.ggml.merges", merges, ARRAY, STRING)]
+    if sentencepiece:
+        # llama.cpp's converter scores every token -1000 when it reads tokenizer.json (LlamaHfVocab).
+        kv = [("tokenizer.ggml.model", "llama", STRING), ("tokenizer.ggml.pre", "default", STRING),
+              ("tokenizer.ggml.tokens", tokens, ARRAY, STRING), ("tokenizer.ggml.scores", [-1000.0] * size, ARRAY, F32),
+              ("tokenizer.ggml.token_type", types, ARRAY, I32)]
+    else:
+        merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
+        kv = [("tokenizer.ggml.model", "gpt2", STRING), ("tokenizer.ggml.pre", model_pre(hf_dir), STRING),
+              ("tokenizer.ggml.tokens", tokens, ARRAY, STRING), ("tokenizer.ggml.token_type", types, ARRAY, I32),
+              ("tokenizer.ggml.merges", merges, ARRAY, STRING)]
     for key in ("bos_token_id", "eos_token_id"):
         value = (generation or {}).get(key, config.get(key))
         if isinstance(value, list):

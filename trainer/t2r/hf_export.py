@@ -1,6 +1,6 @@
 """`python3 -m t2r export-hf --model MODELS_DIR/NAME --out DIR`: a softmax model folder of ours as a
-Hugging Face checkpoint folder (LlamaForCausalLM; GPT2LMHeadModel for a model with learned
-positions): config.json, model.safetensors (or shards and model.safetensors.index.json),
+Hugging Face checkpoint folder (LlamaForCausalLM; Qwen2ForCausalLM with Qwen2's q/k/v-only biases;
+GPT2LMHeadModel for a model with learned positions): config.json, model.safetensors (or shards and model.safetensors.index.json),
 generation_config.json and the tokenizer files. `import` reads it back to the same weights, bit for
 bit (the name maps of hf_weights.py run backwards); llama.cpp reads it through gguf.py."""
 from __future__ import annotations

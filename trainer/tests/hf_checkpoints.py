@@ -3,8 +3,9 @@ names, shapes, GPT-2's transposed Conv1D weights and fused c_attn, shards with a
 random weights, written here from scratch: nothing of t2r's own name maps is used, so an import
 that misreads the layout cannot pass by agreeing with itself.
 
-Every checkpoint uses the shipped byte-level BPE tokenizer (models/sotu-base/tokenizer.json, 8,192
-tokens, <|endoftext|> = 8191), so the server loads the imports as they are.
+Every checkpoint but one uses the shipped byte-level BPE tokenizer (models/sotu-base/tokenizer.json,
+8,192 tokens, <|endoftext|> = 8191), so the server loads the imports as they are; `llama-sentencepiece`
+has a Llama-2-style one (BPE with byte fallback, 8,192 tokens, <s> = 1, </s> = 2) made here.
 
     python3 trainer/tests/hf_checkpoints.py OUT_DIR [VARIANT ...]   # one folder per variant
 """
@@ -39,11 +40,61 @@ VARIANTS = {
                                                           dtype=torch.bfloat16)),
     "llama-mqa-linear-f16-sharded": ("LlamaForCausalLM", dict(kv_heads=1, tied=True, rope_scaling={"type": "linear", "factor": 4.0},
                                                               dtype=torch.float16, shards=3)),
+    "llama-sentencepiece": ("LlamaForCausalLM", dict(kv_heads=2, tied=False, tokenizer="sentencepiece")),
     "mistral-untied": ("MistralForCausalLM", dict(kv_heads=2, tied=False, sliding_window=4096)),
     "qwen2-bias": ("Qwen2ForCausalLM", dict(kv_heads=2, tied=True, rope_theta=1000000.0)),
     "gpt2": ("GPT2LMHeadModel", dict(tied=True)),
     "gpt2-f16-sharded": ("GPT2LMHeadModel", dict(tied=True, dtype=torch.float16, shards=2)),
 }
+
+
+def special_ids(variant: str) -> dict:
+    """bos, eos ids (and the extra EOS id generation_config.json lists) of a variant's tokenizer."""
+    if VARIANTS[variant][1].get("tokenizer") == "sentencepiece":
+        return {"bos": 1, "eos": [2], "bos_text": "<s>", "eos_text": "</s>", "add_bos": True}
+    # Two end-of-sequence ids, as Llama 3 instruct models have (the second one any token).
+    return {"bos": EOS, "eos": [EOS, 13], "bos_text": "<|endoftext|>", "eos_text": "<|endoftext|>", "add_bos": False}
+
+
+def sentencepiece_tokenizer() -> dict:
+    """A tokenizer.json in Llama 2's form: BPE with byte fallback, "▁" for spaces; <unk>, <s>, </s>,
+    the 256 byte tokens, single characters, then merges of them up to VOCAB tokens."""
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
+    vocab.update({f"<0x{b:02X}>": 3 + b for b in range(256)})
+    chars = ["▁"] + [chr(c) for c in range(ord("a"), ord("z") + 1)] + [chr(c) for c in range(ord("A"), ord("Z") + 1)] + [".", ","]
+    for c in chars:
+        vocab[c] = len(vocab)
+    merges = []
+    parts = list(chars)
+    while len(vocab) < VOCAB:
+        for a in list(parts):
+            for b in chars:
+                if len(vocab) == VOCAB:
+                    break
+                if a + b not in vocab:
+                    vocab[a + b] = len(vocab)
+                    merges.append(f"{a} {b}")
+                    parts.append(a + b)
+    special = lambda i, t: {"id": i, "content": t, "single_word": False, "lstrip": False, "rstrip": False,  # noqa: E731
+                            "normalized": False, "special": True}
+    return {
+        "version": "1.0", "truncation": None, "padding": None,
+        "added_tokens": [special(0, "<unk>"), special(1, "<s>"), special(2, "</s>")],
+        "normalizer": {"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "▁"},
+                                                            {"type": "Replace", "pattern": {"String": " "}, "content": "▁"}]},
+        "pre_tokenizer": None,
+        "post_processor": {"type": "TemplateProcessing",
+                           "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+                           "pair": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                                    {"SpecialToken": {"id": "<s>", "type_id": 1}}, {"Sequence": {"id": "B", "type_id": 1}}],
+                           "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}}},
+        "decoder": {"type": "Sequence", "decoders": [{"type": "Replace", "pattern": {"String": "▁"}, "content": " "},
+                                                      {"type": "ByteFallback"}, {"type": "Fuse"},
+                                                      {"type": "Strip", "content": " ", "start": 1, "stop": 0}]},
+        "model": {"type": "BPE", "dropout": None, "unk_token": "<unk>", "continuing_subword_prefix": None,
+                  "end_of_word_suffix": None, "fuse_unk": True, "byte_fallback": True, "ignore_merges": False,
+                  "vocab": vocab, "merges": merges},
+    }
 
 
 def _weights(shape, fan_in: int, g: torch.Generator, scale: float = 0.7) -> torch.Tensor:
@@ -84,7 +135,7 @@ def llama_config(arch: str, o: dict) -> dict:
          "intermediate_size": FFN, "num_hidden_layers": LAYERS, "num_attention_heads": HEADS,
          "num_key_value_heads": o["kv_heads"], "hidden_act": "silu", "max_position_embeddings": POSITIONS,
          "rms_norm_eps": 1e-5, "rope_theta": o.get("rope_theta", 10000.0), "rope_scaling": o.get("rope_scaling"),
-         "tie_word_embeddings": o["tied"], "bos_token_id": EOS, "eos_token_id": EOS, "initializer_range": 0.02,
+         "tie_word_embeddings": o["tied"], "initializer_range": 0.02,
          "use_cache": True, "transformers_version": "4.46.0", "torch_dtype": _dtype_name(o)}
     if arch == "LlamaForCausalLM":
         c.update(attention_bias=False, mlp_bias=False, pretraining_tp=1, head_dim=DIM // HEADS)
@@ -125,7 +176,7 @@ def gpt2_config(o: dict) -> dict:
             "n_layer": LAYERS, "n_head": HEADS, "n_inner": None, "n_positions": POSITIONS, "n_ctx": POSITIONS,
             "activation_function": "gelu_new", "layer_norm_epsilon": 1e-5, "resid_pdrop": 0.1, "embd_pdrop": 0.1,
             "attn_pdrop": 0.1, "scale_attn_weights": True, "scale_attn_by_inverse_layer_idx": False,
-            "reorder_and_upcast_attn": False, "bos_token_id": EOS, "eos_token_id": EOS, "tie_word_embeddings": o["tied"],
+            "reorder_and_upcast_attn": False, "tie_word_embeddings": o["tied"],
             "transformers_version": "4.46.0", "torch_dtype": _dtype_name(o)}
 
 
@@ -158,18 +209,27 @@ def write_checkpoint(folder: str, variant: str, seed: int = 0) -> str:
         tensors, config = llama_tensors(arch, o, g), llama_config(arch, o)
     dtype = o.get("dtype", torch.float32)
     tensors = {k: v.to(dtype) for k, v in tensors.items()}
+    ids = special_ids(variant)
+    config.update(bos_token_id=ids["bos"], eos_token_id=ids["eos"][0])
     os.makedirs(folder, exist_ok=True)
     save_weights(folder, tensors, o.get("shards", 1))
-    with open(os.path.join(folder, "config.json"), "w") as f:
-        json.dump(config, f, indent=2)
-    shutil.copyfile(TOKENIZER, os.path.join(folder, "tokenizer.json"))
-    with open(os.path.join(folder, "tokenizer_config.json"), "w") as f:
-        json.dump({"add_bos_token": False, "bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>",
-                   "model_max_length": POSITIONS, "tokenizer_class": "PreTrainedTokenizerFast"}, f, indent=2)
-    with open(os.path.join(folder, "generation_config.json"), "w") as f:
-        # Two end-of-sequence ids, as Llama 3 instruct models have (the second one any token).
-        json.dump({"bos_token_id": EOS, "eos_token_id": [EOS, 13], "transformers_version": "4.46.0"}, f, indent=2)
+    _dump(os.path.join(folder, "config.json"), config)
+    if o.get("tokenizer") == "sentencepiece":
+        _dump(os.path.join(folder, "tokenizer.json"), sentencepiece_tokenizer())
+    else:
+        shutil.copyfile(TOKENIZER, os.path.join(folder, "tokenizer.json"))
+    _dump(os.path.join(folder, "tokenizer_config.json"),
+          {"add_bos_token": ids["add_bos"], "bos_token": ids["bos_text"], "eos_token": ids["eos_text"],
+           "model_max_length": POSITIONS, "tokenizer_class": "PreTrainedTokenizerFast"})
+    _dump(os.path.join(folder, "generation_config.json"),
+          {"bos_token_id": ids["bos"], "eos_token_id": ids["eos"] if len(ids["eos"]) > 1 else ids["eos"][0],
+           "transformers_version": "4.46.0"})
     return folder
+
+
+def _dump(path: str, doc: dict) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(doc, f, indent=2, ensure_ascii=False)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from conftest import TRAINER, write_data
-from hf_checkpoints import EOS, VARIANTS, write_checkpoint
+from hf_checkpoints import EOS, VARIANTS, special_ids, write_checkpoint
 from t2r import safetensors
 from t2r.checkpoint import load_model
 from t2r.cli import main
@@ -55,8 +55,9 @@ def test_import_writes_a_complete_model_folder(variant, hf, imported):
         assert open(os.path.join(out, name), "rb").read() == open(os.path.join(hf[variant], name), "rb").read()
     assert json.load(open(os.path.join(out, "model.json"))) == manifest
     assert manifest["architecture"] == "softmax" and manifest["name"] == variant
-    assert manifest["eos_token_id"] == EOS and manifest["eos_token_ids"] == [EOS, 13]
-    assert manifest["bos_token_id"] == EOS and manifest["add_bos_token"] is False
+    ids = special_ids(variant)
+    assert manifest["eos_token_id"] == ids["eos"][0] and manifest["eos_token_ids"] == ids["eos"]
+    assert manifest["bos_token_id"] == ids["bos"] and manifest["add_bos_token"] is ids["add_bos"]
     dtype = {torch.float16: "float16", torch.bfloat16: "bfloat16"}.get(options.get("dtype"), "float32")
     assert manifest["source"] == {"format": "huggingface", "architecture": arch, "dtype": dtype}
     kv_heads = options.get("kv_heads", 4)
@@ -189,16 +190,24 @@ def read_gguf(path: str) -> tuple[dict, dict]:
 
 
 @pytest.mark.parametrize("variant,arch", [("llama-untied-llama3-bf16", "llama"), ("qwen2-bias", "qwen2"), ("gpt2", "gpt2"),
-                                          ("llama-mqa-linear-f16-sharded", "llama")])
+                                          ("llama-mqa-linear-f16-sharded", "llama"), ("llama-sentencepiece", "llama")])
 def test_gguf_structure(variant, arch, hf, tmp_path):
     out = str(tmp_path / "m.gguf")
     assert main(["gguf", "--hf", hf[variant], "--out", out, "--dtype", "f16"]) == 0
     kv, tensors = read_gguf(out)
     assert kv["general.architecture"] == arch and kv["general.file_type"] == 1
-    assert kv["tokenizer.ggml.model"] == "gpt2" and kv["tokenizer.ggml.pre"] == "gpt-2"
-    assert len(kv["tokenizer.ggml.tokens"]) == 8192 and kv["tokenizer.ggml.tokens"][EOS] == "<|endoftext|>"
-    assert kv["tokenizer.ggml.token_type"][EOS] == 3 and kv["tokenizer.ggml.eos_token_id"] == EOS
-    assert len(kv["tokenizer.ggml.merges"]) > 1000 and " " in kv["tokenizer.ggml.merges"][0]
+    ids = special_ids(variant)
+    eos = ids["eos"][0]
+    assert len(kv["tokenizer.ggml.tokens"]) == 8192 and kv["tokenizer.ggml.tokens"][eos] == ids["eos_text"]
+    assert kv["tokenizer.ggml.token_type"][eos] == 3 and kv["tokenizer.ggml.eos_token_id"] == eos
+    assert kv["tokenizer.ggml.bos_token_id"] == ids["bos"] and kv["tokenizer.ggml.add_bos_token"] is ids["add_bos"]
+    if variant == "llama-sentencepiece":  # byte fallback: llama.cpp's SentencePiece vocabulary
+        assert kv["tokenizer.ggml.model"] == "llama" and "tokenizer.ggml.merges" not in kv
+        assert kv["tokenizer.ggml.tokens"][3 + 0x0A] == "<0x0A>" and kv["tokenizer.ggml.token_type"][3 + 0x0A] == 6
+        assert kv["tokenizer.ggml.scores"][500] == -1000.0 and kv["tokenizer.ggml.token_type"][500] == 1
+    else:
+        assert kv["tokenizer.ggml.model"] == "gpt2" and kv["tokenizer.ggml.pre"] == "gpt-2"
+        assert len(kv["tokenizer.ggml.merges"]) > 1000 and " " in kv["tokenizer.ggml.merges"][0]
     assert tensors["token_embd.weight"][:2] == ((64, 8192), 1)  # dims innermost first; F16
     assert tensors["output_norm.weight"][1] == 0  # 1-D tensors stay F32
     if arch == "gpt2":
@@ -243,7 +252,7 @@ def test_convert_an_imported_model(variant, imported, tmp_path, capsys):
     assert manifest["architecture"] == "t2r" and manifest["kv_heads"] == kv_heads
     assert manifest["state"][0]["shape"] == [2, "batch", kv_heads, 8, 16]  # phi and the state per kv head
     assert manifest["max_positions"] == (128 if variant == "gpt2" else None)  # learned positions end
-    assert manifest["eos_token_ids"] == [EOS, 13] and manifest["bos_token_id"] == EOS
+    assert manifest["eos_token_ids"] == [EOS, 13] and manifest["bos_token_id"] == EOS  # the teacher's
     for name in TOKENIZER_FILES:
         assert os.path.exists(os.path.join(out, name))
     model = load_model(os.path.join(out, "checkpoint.safetensors"))
