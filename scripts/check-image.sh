@@ -73,7 +73,11 @@ fi
 port=$(node -e 'const s = require("node:net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close() })')
 url="http://127.0.0.1:$port"
 container=$(buildah from --pull=never "$IMAGE")
-run_in_image () { buildah run --isolation chroot --network host --user "$user" --workingdir "$workdir" --env "PORT=$port" "$container" -- "$@"; }
+# The image listens on 0.0.0.0, where the server refuses to run without API keys: one key for the
+# checks (an admin key, as an operator's first key would be), sent with every request below.
+key="admin:check-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+auth="authorization: Bearer ${key#admin:}"
+run_in_image () { buildah run --isolation chroot --network host --user "$user" --workingdir "$workdir" --env "PORT=$port" --env "T2R_API_KEYS=$key" "$container" -- "$@"; }
 
 step "start: ${argv[*]} as $user on port $port"
 run_in_image "${argv[@]}" >"$work/server.log" 2>&1 &
@@ -101,18 +105,22 @@ run_in_image sh -c 'test -d node_modules/fastify && test ! -e node_modules/types
   || fail "node_modules in the image is not production-only"
 ok "node_modules: production dependencies only"
 
-models=$(curl -fsS "$url/v1/models")
+unauthorized=$(curl -s -o /dev/null -w '%{http_code}' "$url/v1/models")
+[ "$unauthorized" = 401 ] || fail "/v1/models without a key answered $unauthorized, not 401"
+ok "a request without the API key: 401"
+
+models=$(curl -fsS "$url/v1/models" -H "$auth")
 for model in sotu-t2r sotu-base; do
   echo "$models" | grep -q "\"id\":\"$model\"" || fail "/v1/models does not list $model: $models"
 done
-generated=$(curl -fsS "$url/generate" -H 'content-type: application/json' \
+generated=$(curl -fsS "$url/generate" -H "$auth" -H 'content-type: application/json' \
   -d '{"inputs":"Fellow-Citizens of the Senate and House of Representatives:","parameters":{"max_new_tokens":20,"model":"sotu-t2r"}}')
 node -e 'const r = JSON.parse(process.argv[1]); if (typeof r.generated_text !== "string" || r.generated_text.trim() === "") process.exit(1)' "$generated" \
   || fail "/generate: $generated"
 ok "/generate on sotu-t2r: $generated"
 
 # docker stop: SIGTERM to the container's PID 1 (tini), which passes it to node.
-curl -sS -N "$url/v1/completions" -H 'content-type: application/json' \
+curl -sS -N "$url/v1/completions" -H "$auth" -H 'content-type: application/json' \
   -d '{"model":"sotu-t2r","prompt":"Fellow-Citizens","max_tokens":200,"ignore_eos":true,"stream":true,"stream_options":{"include_usage":true}}' \
   >"$work/stream.txt" &
 stream_pid=$!
