@@ -93,8 +93,14 @@ export class OrtEngine extends EventEmitter implements Backend {
     this.closed = true
     for (const id of this.sinks.keys()) this.send({ type: 'cancel', id })
     await this.drained(5000)
+    // The worker releases its ONNX Runtime session and ends by itself; terminating it while the
+    // release runs aborts the whole process from native code ("terminate called after throwing an
+    // instance of Napi::Error", seen once in CI), so terminate() is only the fallback.
+    const exited = new Promise<void>((resolve) => { this.worker.once('exit', () => { resolve() }) })
     this.send({ type: 'shutdown' })
-    await this.worker.terminate()
+    const timer = setTimeout(() => { void this.worker.terminate() }, 5000)
+    await exited
+    clearTimeout(timer)
   }
 
   async drained (ms: number): Promise<void> {

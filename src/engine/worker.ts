@@ -101,6 +101,8 @@ try {
   port.postMessage({ type: 'ready', inputs: [...session.inputNames], outputs: [...session.outputNames] } satisfies FromWorker)
   await loop(runner)
   await session.release()
+  // Nothing keeps the thread alive once the port closes: it ends on its own, after the release.
+  port.close()
 } catch (err) {
   port.postMessage({ type: 'init-error', message: (err as Error).message } satisfies FromWorker)
 }
