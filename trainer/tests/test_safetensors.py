@@ -115,8 +115,10 @@ def test_truncated_file_rejected(tmp_path, keep):
     path = str(tmp_path / "x.safetensors")
     safetensors.save(path, sample_tensors(), {"k": "v"})
     data = open(path, "rb").read()
-    cut = data[:keep] if keep >= 0 else data[:keep]
-    assert len(cut) < len(data)
+    # keep >= 0: only the first `keep` bytes (inside the length prefix, the header or the tensors);
+    # keep < 0: all but the last -keep bytes (the tensors end early).
+    cut = data[:keep]
+    assert 0 <= len(cut) < len(data)
     open(path, "wb").write(cut)
     with pytest.raises(CheckpointError):
         safetensors.load(path)
