@@ -53,6 +53,12 @@ export class SseStream {
     else this.queued.push(frame)
   }
 
+  /** Ends an OpenAI-shaped stream that failed after it opened: one error frame, then the end. */
+  failOpenAi (message: string): void {
+    this.send({ error: { message, type: 'generation_error', param: null, code: 500 } })
+    this.end()
+  }
+
   end (): void {
     if (this.closed) return
     if (!this.opened) this.open()

@@ -110,13 +110,11 @@ const chatRoutes: FastifyPluginAsyncTypebox = async (app) => {
           sse.end()
         }
         remember(result).then(finish, (err: Error) => {
-          sse.send({ error: { message: `the chat turn could not be recorded: ${err.message}`, type: 'generation_error', param: null, code: 500 } })
-          sse.end()
+          sse.failOpenAi(`the chat turn could not be recorded: ${err.message}`)
         })
       },
       error (err) {
-        sse.send({ error: { message: err.message, type: 'generation_error', param: null, code: 500 } })
-        sse.end()
+        sse.failOpenAi(err.message)
       }
     }, disconnectSignal(reply))
     promptTokens = started.promptTokens

@@ -100,8 +100,7 @@ const openAiRoutes: FastifyPluginAsyncTypebox = async (app) => {
         sse.end()
       },
       error (err) {
-        sse.send({ error: { message: err.message, type: 'generation_error', param: null, code: 500 } })
-        sse.end()
+        sse.failOpenAi(err.message)
       }
     }, disconnectSignal(reply))
     promptTokens = started.promptTokens
