@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what t2r-serve needs on a fresh Debian 12 machine with Node 20 and npm 11:
 # Debian's PyTorch (with OpenBLAS: 12x faster) for the trainer, a C++ toolchain for
-# better-sqlite3's native build, Prometheus (test/ops scrapes a running server with it), and the
-# npm packages. onnxruntime-node's install script (a CUDA download from outside the registries)
+# better-sqlite3's native build, Prometheus (test/ops scrapes a running server with it), Redis and
+# HAProxy (the scale-out tests start them), the ONNX Python package (graph passes at export), and
+# the npm packages. onnxruntime-node's install script (a CUDA download from outside the registries)
 # stays denied: package.json's allowScripts and the environment variable below both say so. The
 # CPU binaries ship inside the npm package.
 set -euo pipefail
@@ -12,6 +13,6 @@ SUDO=""
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
-  python3 python3-torch python3-numpy python3-pytest libopenblas0-pthread make g++ ca-certificates prometheus tini >/dev/null
+  python3 python3-torch python3-numpy python3-pytest libopenblas0-pthread python3-onnx make g++ ca-certificates prometheus tini redis-server haproxy >/dev/null
 export ONNXRUNTIME_NODE_INSTALL=skip
 npm ci --no-fund --no-audit
