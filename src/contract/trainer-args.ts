@@ -35,6 +35,7 @@ export interface ConvertArgs {
   seed?: number
   warmup?: number
   threads?: number
+  processes?: number
   checkpoint_every?: number
   log_every?: number
   eval_at?: number[]

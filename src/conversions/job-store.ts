@@ -20,6 +20,8 @@ export interface ConversionParams {
   seed: number
   attention_only: boolean
   eval_windows: number | null
+  /** Training processes (trainer --processes); absent = one. */
+  processes?: number
 }
 
 export interface Job {

@@ -27,6 +27,7 @@ export function jobTrainerArgs (p: ConversionParams, paths: JobPaths, threads: n
     checkpoint_every: Math.max(1, Math.min(100, Math.floor(p.steps / 4))),
     log_every: 1,
     threads,
+    processes: p.processes,
     eval_at: RECIPE.eval_at,
     eval_split: RECIPE.eval_split,
     eval_sample: Math.min(RECIPE.eval_sample_windows, p.eval_windows ?? Infinity),

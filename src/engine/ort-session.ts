@@ -1,29 +1,29 @@
 // Creating the ONNX Runtime session with the configured execution provider. Asking for CUDA where
 // its binaries or a GPU are missing is an error that says what is missing: never a silent CPU run.
-import { existsSync, readdirSync } from 'node:fs'
+// The CUDA provider comes with its own ONNX Runtime (scripts/setup-gpu.sh): `#onnxruntime` is that
+// copy when node runs with --conditions=t2r-cuda (package.json "imports"), else the project's.
+import { existsSync, readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
-import ort from 'onnxruntime-node'
+import { fileURLToPath } from 'node:url'
+import ort from '#onnxruntime'
 import type { RuntimeOptions } from './protocol.ts'
 
-function cudaProviderLibrary (): string | null {
-  const require = createRequire(import.meta.url)
-  const root = join(dirname(require.resolve('onnxruntime-node/package.json')), 'bin')
-  const stack = [root]
-  while (stack.length > 0) {
-    const dir = stack.pop()!
-    for (const entry of readdirSync(dir, { withFileTypes: true })) {
-      if (entry.isDirectory()) stack.push(join(dir, entry.name))
-      else if (entry.name.startsWith('libonnxruntime_providers_cuda')) return join(dir, entry.name)
-    }
-  }
-  return null
+const SETUP = 'run `bash scripts/setup-gpu.sh` and start node with NODE_OPTIONS=--conditions=t2r-cuda (docs/deployment.md, "GPU")'
+
+/** The onnxruntime-node package this process loaded: its folder and version. */
+function loadedRuntime (): { dir: string, version: string } {
+  const entry = fileURLToPath(import.meta.resolve('#onnxruntime'))
+  const dir = dirname(createRequire(entry).resolve('onnxruntime-node/package.json'))
+  return { dir, version: (JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { version: string }).version }
 }
 
 export function cudaMissing (): string | null {
-  if (cudaProviderLibrary() === null) {
-    return 'onnxruntime-node has no CUDA provider library (libonnxruntime_providers_cuda.so): install it with ' +
-      'ONNXRUNTIME_NODE_INSTALL=cuda12 and onnxruntime-node\'s install script allowed (see docs/deployment.md)'
+  const { dir, version } = loadedRuntime()
+  // ONNX Runtime looks for the provider beside its own libonnxruntime.so.
+  const provider = join(dir, 'bin', 'napi-v6', process.platform, process.arch, 'libonnxruntime_providers_cuda.so')
+  if (!existsSync(provider)) {
+    return `the loaded onnxruntime-node ${version} (${dir}) has no CUDA provider library (libonnxruntime_providers_cuda.so): ${SETUP}`
   }
   if (!existsSync('/dev/nvidiactl') && !existsSync('/dev/nvidia0')) {
     return 'no NVIDIA GPU device (/dev/nvidiactl or /dev/nvidia0) is visible to this process'
@@ -31,7 +31,10 @@ export function cudaMissing (): string | null {
   return null
 }
 
-export async function createSession (modelPath: string, runtime: RuntimeOptions): Promise<ort.InferenceSession> {
+/** What a session needs of the runtime options (the parity check makes sessions too). */
+export type SessionRuntime = Pick<RuntimeOptions, 'executionProvider' | 'cudaDevice' | 'intraOpThreads'>
+
+export async function createSession (modelPath: string, runtime: SessionRuntime): Promise<ort.InferenceSession> {
   const options: ort.InferenceSession.SessionOptions = {
     intraOpNumThreads: runtime.intraOpThreads,
     interOpNumThreads: 1,
@@ -39,12 +42,17 @@ export async function createSession (modelPath: string, runtime: RuntimeOptions)
     // Idle pool threads would otherwise spin and steal the cores HTTP and other models need.
     extra: { session: { intra_op: { allow_spinning: '0' } } }
   }
-  if (runtime.executionProvider === 'cuda') {
-    const missing = cudaMissing()
-    if (missing !== null) throw new Error(`CUDA execution provider requested but ${missing}`)
-    options.executionProviders = [{ name: 'cuda', deviceId: runtime.cudaDevice }]
-  } else {
+  if (runtime.executionProvider === 'cpu') {
     options.executionProviders = ['cpu']
+    return await ort.InferenceSession.create(modelPath, options)
   }
-  return await ort.InferenceSession.create(modelPath, options)
+  const missing = cudaMissing()
+  if (missing !== null) throw new Error(`CUDA execution provider requested but ${missing}`)
+  options.executionProviders = [{ name: 'cuda', deviceId: runtime.cudaDevice }]
+  try {
+    return await ort.InferenceSession.create(modelPath, options)
+  } catch (e) {
+    // Typically a CUDA library the provider needs is absent ("libcublasLt.so.13: cannot open ...").
+    throw new Error(`CUDA execution provider failed to start: ${(e as Error).message} (\`bash scripts/setup-gpu.sh --check\` lists what this host lacks)`)
+  }
 }

@@ -1,7 +1,7 @@
 // Runs the scheduler's steps through the ONNX Runtime session: a prefill chunk of one sequence, or
 // one decode step of a batch. A row that fails (its sampling, or the graph on its inputs) fails
 // alone: its neighbours in the batch get their tokens as if it had never been there.
-import ort from 'onnxruntime-node'
+import ort from '#onnxruntime'
 import { ONNX_NAMES } from '../contract/onnx-io.ts'
 import type { Manifest } from '../models/manifest.ts'
 import { DecodeBatch, stepFeeds } from './batch-state.ts'

@@ -3,7 +3,8 @@
 // both paths must agree too). This is how prefill and decode are proven to share one graph.
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import ort from 'onnxruntime-node'
+import ort from '#onnxruntime'
+import { createSession, type SessionRuntime } from '../engine/ort-session.ts'
 import { LOGITS_REFERENCE, ONNX_NAMES, stateTensorsFor } from '../contract/onnx-io.ts'
 import type { ParityReference } from '../contract/schemas.ts'
 import { parityContract } from '../contract/validate.ts'
@@ -51,14 +52,15 @@ function zeroState (manifest: Manifest): ort.Tensor[] {
   return manifest.state.map((s) => new ort.Tensor('float32', new Float32Array(stateElements(s, 0)), stateShape(s, 0)))
 }
 
-export async function checkParity (dir: string): Promise<ParityReport> {
+/** On the CPU by default; scripts/gpu-check.ts runs it on the CUDA provider. */
+export async function checkParity (dir: string, runtime: SessionRuntime = { executionProvider: 'cpu', cudaDevice: 0, intraOpThreads: 1 }): Promise<ParityReport> {
   const manifest = parseManifest(JSON.parse(readFileSync(join(dir, 'model.json'), 'utf8')), dir)
   const ref = parityContract.parse(JSON.parse(readFileSync(join(dir, 'parity.json'), 'utf8')), join(dir, 'parity.json'))
   const logits = referenceFloats(ref, LOGITS_REFERENCE)
   if (logits === undefined) throw new Error(`${dir}/parity.json: no ${LOGITS_REFERENCE}`)
   const V = ref.vocab_size
   const ids = ref.input_ids
-  const session = await ort.InferenceSession.create(join(dir, 'model.onnx'), { intraOpNumThreads: 1 })
+  const session = await createSession(join(dir, 'model.onnx'), runtime)
   try {
     const full = await session.run(feeds(manifest, ids, 0, zeroState(manifest)))
     const fullMaxDiff = maxDiff(full[ONNX_NAMES.logits].data as Float32Array, logits, (ids.length - 1) * V, V)

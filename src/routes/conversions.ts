@@ -28,7 +28,9 @@ const CreateBody = Type.Object({
   sequence_length: Type.Optional(Type.Integer({ minimum: 2, maximum: 8192 })),
   seed: Type.Optional(Type.Integer({ minimum: 0, maximum: 2 ** 31 - 1 })),
   attention_only: Type.Optional(Type.Boolean()),
-  eval_windows: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000 }))
+  eval_windows: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000 })),
+  // Training processes (DistributedDataParallel); batch_size is the global batch, split evenly.
+  processes: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 }))
 }, { additionalProperties: false })
 const IdParams = Type.Object({ id: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }) })
 
@@ -87,6 +89,8 @@ const conversionRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.post('/v1/conversions', { schema: { body: CreateBody, response: { 202: Conversion } }, bodyLimit: app.t2r.config.conversions.maxCorpusBytes * 2 + 65536 }, async (request, reply) => {
     const b = request.body
     if ((b.source_model === undefined) === (b.source === undefined)) throw unprocessable('name exactly one of source_model (a loaded model) and source ({type: hf, path})', 'source_model')
+    const batchSize = b.batch_size ?? RECIPE.batch_size
+    if (b.processes !== undefined && batchSize % b.processes !== 0) throw unprocessable(`batch_size ${batchSize} does not split evenly over ${b.processes} processes`, 'processes')
     const job = await service().submit({
       source: b.source ?? { type: 'model', name: b.source_model ?? '' },
       name: b.name,
@@ -96,11 +100,12 @@ const conversionRoutes: FastifyPluginAsyncTypebox = async (app) => {
       steps: b.steps ?? RECIPE.steps,
       transfer_steps: b.transfer_steps ?? RECIPE.transfer_steps,
       learning_rate: b.learning_rate ?? RECIPE.learning_rate,
-      batch_size: b.batch_size ?? RECIPE.batch_size,
+      batch_size: batchSize,
       sequence_length: b.sequence_length ?? RECIPE.sequence_length,
       seed: b.seed ?? RECIPE.seed,
       attention_only: b.attention_only ?? RECIPE.attention_only,
-      eval_windows: b.eval_windows ?? null
+      eval_windows: b.eval_windows ?? null,
+      ...(b.processes !== undefined ? { processes: b.processes } : {})
     })
     return await reply.code(202).header('location', `/v1/conversions/${job.id}`).send(jobView(job))
   })

@@ -22,7 +22,8 @@ const params: ConversionParams = {
   sequence_length: 16,
   seed: 7,
   attention_only: true,
-  eval_windows: 5
+  eval_windows: 5,
+  processes: 2
 }
 const paths = { teacher: '/m/tiny-base', data: '/j/data', run: '/j/run', out: '/j/staging/tiny-conv', evalCache: '/c/eval-cache' }
 

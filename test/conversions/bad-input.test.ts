@@ -63,6 +63,7 @@ t.test('conversion requests', async (t) => {
     await refused(t, { ...small, source_model: 'tiny-base', name: 'x-conv', feature_dim: -1 }, 422, 'feature_dim', 'feature_dim -1')
     await refused(t, { ...small, source_model: 'tiny-base', name: 'x-conv', learning_rate: 5 }, 422, 'learning_rate', 'learning_rate 5')
     await refused(t, { ...small, source_model: 'tiny-base', name: 'x-conv', batch_size: 1.5 }, 422, 'batch_size', 'fractional batch_size')
+    await refused(t, { ...small, source_model: 'tiny-base', name: 'x-conv', processes: 3 }, 422, 'processes', 'batch_size 2 over 3 processes')
     await refused(t, { ...small, source_model: 'tiny-base', name: 'x-conv', bogus: true }, 422, /bogus/, 'unknown field')
     await refused(t, { ...small, name: 'x-conv' }, 422, /source_model/, 'missing source_model')
   })

@@ -10,6 +10,7 @@
   python3 -m t2r gguf --model models/sotu-base --out sotu-base.gguf
 
 Progress is JSON lines on stdout; errors are one line on stderr and a non-zero exit.
+pretrain and convert take --processes N: N ranks under torch.distributed.run (t2r/distributed.py).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from . import gguf
 from .checkpoint import load_model, save_model
 from .contract import RECIPE
 from .data import DataError, load_meta, load_split, window_starts
+from .distributed import relaunch, under_launcher
 from .evaluation import EvalCost, evaluate, teacher_evaluation
 from .export import export_onnx
 from .folder import check_out, model_fields, tokenizer_files
@@ -33,7 +35,7 @@ from .hf_export import export_hf
 from .hf_import import import_hf
 from .model import ModelConfig, Transformer, swap_attention
 from .safetensors import CheckpointError
-from .train import TrainSpec, emit, train
+from .train import RANKS, TrainSpec, emit, train
 
 PARITY_TOKENS = 12
 
@@ -78,7 +80,10 @@ def _common(p: argparse.ArgumentParser, defaults: dict) -> None:
     p.add_argument("--lr", type=_positive(float), default=defaults["lr"])
     p.add_argument("--warmup", type=int, default=defaults["warmup"])
     p.add_argument("--seed", type=int, default=defaults["seed"])
-    p.add_argument("--threads", type=_positive(int), default=None)
+    p.add_argument("--threads", type=_positive(int), default=None, help="CPU threads (per process)")
+    p.add_argument("--processes", type=_positive(int), default=1,
+                   help="training processes (DistributedDataParallel under torch.distributed.run); "
+                        "the global --batch is split evenly between them")
     p.add_argument("--checkpoint-every", type=_positive(int), default=100)
     p.add_argument("--log-every", type=_positive(int), default=10)
     p.add_argument("--eval-at", type=_fractions, default=[],
@@ -222,6 +227,8 @@ def cmd_pretrain(args) -> None:
     os.makedirs(args.run, exist_ok=True)
     info = _run_info(args, ["steps", "batch", "seq", "lr", "seed", "dim", "layers", "heads", "ffn_dim", "train_split"])
     model, seconds = train(model, ids, eval_ids, _spec(args, test_ids, EvalCost()), args.run, info)
+    if not RANKS.main:
+        return
     save_model(os.path.join(args.run, "final.safetensors"), model)
     if args.out:
         training = {"kind": "pretrain", "steps": args.steps, "tokens": args.steps * args.batch * args.seq,
@@ -261,7 +268,7 @@ def cmd_convert(args) -> None:
     teacher.eval()
     cost = EvalCost()
     extra = {}
-    if args.out:
+    if args.out and RANKS.main:
         # The teacher's figure first: it is the bar the student is measured against, and its cost
         # (measured now, or remembered by the cache) makes the training ETA include evaluation.
         with open(os.path.join(args.teacher, "model.json")) as f:
@@ -277,6 +284,8 @@ def cmd_convert(args) -> None:
                  **({"generation_defaults": teacher_manifest["generation_defaults"]} if "generation_defaults" in teacher_manifest else {})}
     spec = _spec(args, test_ids, cost, args.transfer_steps, args.attention_only, args.distill_weight)
     model, seconds = train(model, ids, eval_ids, spec, args.run, info, teacher=teacher if args.distill_weight else None)
+    if not RANKS.main:
+        return
     save_model(os.path.join(args.run, "final.safetensors"), model)
     if args.out:
         training = {"kind": "convert", "method": f"{args.attention}-{args.init}", "steps": args.steps,
@@ -325,7 +334,14 @@ COMMANDS = {"pretrain": cmd_pretrain, "convert": cmd_convert, "evaluate": cmd_ev
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    if getattr(args, "processes", 1) > 1 and not under_launcher():
+        if args.batch % args.processes:
+            print(f"t2r {args.command}: error: --batch {args.batch} does not split evenly over --processes "
+                  f"{args.processes}", file=sys.stderr)
+            return 1
+        return relaunch(argv, args.processes, args.threads)
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
     try:
@@ -336,4 +352,6 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"t2r {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        RANKS.close()
     return 0

@@ -41,9 +41,10 @@ def evaluate(model: Transformer, ids: np.ndarray, seq: int, limit: int | None = 
     starts = window_starts(ids, seq, limit, sample)
     windows = list(eval_windows(ids, seq, starts))
     nll, count = 0.0, 0
+    device = next(model.parameters()).device  # a GPU rank evaluates mid-training where it trains
     for i in range(0, len(windows), EVAL_BATCH):
-        x = torch.cat([w[0] for w in windows[i:i + EVAL_BATCH]])
-        y = torch.cat([w[1] for w in windows[i:i + EVAL_BATCH]])
+        x = torch.cat([w[0] for w in windows[i:i + EVAL_BATCH]]).to(device)
+        y = torch.cat([w[1] for w in windows[i:i + EVAL_BATCH]]).to(device)
         logits, _ = model(x)
         nll += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum").item()
         count += y.numel()

@@ -5,6 +5,8 @@ an event of contract/trainer-events.schema.json: start, resume, step, eval, chec
 A step's `eta_s` counts the evaluations still to come (EvalCost), not just the training steps.
 The run folder holds state.safetensors (weights + optimizer + step), written atomically every
 `checkpoint_every` steps, so a killed run resumes where it was and continues to the same loss.
+Under several processes (distributed.py) each rank trains on its slice of the same global batch and
+only rank 0 emits events and writes files.
 """
 from __future__ import annotations
 
@@ -21,13 +23,19 @@ import torch.nn.functional as F
 
 from .checkpoint import load_run_state, save_run_state
 from .data import BatchSampler, window_starts
+from .distributed import Ranks
 from .evaluation import EvalCost, evaluate
 from .model import Transformer
 
 
 def emit(event: str, **fields) -> None:
+    if not RANKS.main:
+        return
     sys.stdout.write(json.dumps({"event": event, **fields}) + "\n")
     sys.stdout.flush()
+
+
+RANKS = Ranks()
 
 
 @dataclass
@@ -85,9 +93,19 @@ def _optimizer(model: Transformer, phase: str, spec: TrainSpec) -> torch.optim.O
                               {"params": rest, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.95))
 
 
+def _replicated(model: Transformer) -> torch.nn.Module:
+    """What the training step calls: the model itself, or under several processes a DDP wrapper
+    made after the phase chose its trainable parameters (DDP registers them at construction)."""
+    if RANKS.world == 1:
+        return model
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=[RANKS.device] if RANKS.device.type == "cuda" else None)
+
+
 def train(model: Transformer, train_ids: np.ndarray, eval_ids: np.ndarray | None, spec: TrainSpec,
           run_dir: str, run_info: dict, teacher: Transformer | None = None) -> tuple[Transformer, float]:
     """Train `model` (or the run's saved state, if the run folder has one); -> (model, train seconds)."""
+    if spec.batch % RANKS.world:
+        raise ValueError(f"--batch {spec.batch} does not split evenly over {RANKS.world} processes")
     resumed = load_run_state(run_dir)
     start, seconds = 0, 0.0
     if resumed is not None:
@@ -98,11 +116,16 @@ def train(model: Transformer, train_ids: np.ndarray, eval_ids: np.ndarray | None
         emit("resume", step=start)
     total = spec.transfer_steps + spec.steps
     phase = _phase(start, spec)
+    model.to(RANKS.device)
+    if teacher is not None:
+        teacher.to(RANKS.device)
     optimizer = _optimizer(model, phase, spec)
     if resumed is not None and _phase(start - 1, spec) == phase:
         # A checkpoint taken on the last transfer step holds the transfer optimizer; an uninterrupted
         # run starts finetuning with a fresh one, so a resume at that boundary does too.
         optimizer.load_state_dict(opt_state)
+    step_model = _replicated(model)
+    rows = RANKS.rows(spec.batch)
     sampler = BatchSampler(train_ids, spec.batch, spec.seq, spec.seed)
     model.train()
     model.set_transfer(phase == "transfer")
@@ -117,6 +140,7 @@ def train(model: Transformer, train_ids: np.ndarray, eval_ids: np.ndarray | None
             phase = "finetune"
             model.set_transfer(False)
             optimizer = _optimizer(model, phase, spec)
+            step_model = _replicated(model)
         t0 = time.time()
         if phase == "transfer":
             lr = lr_at(step, spec.transfer_steps, spec.transfer_lr, min(spec.warmup, spec.transfer_steps))
@@ -125,7 +149,9 @@ def train(model: Transformer, train_ids: np.ndarray, eval_ids: np.ndarray | None
         for g in optimizer.param_groups:
             g["lr"] = lr
         x, y = sampler.get(step)
-        logits, _ = model(x)
+        tokens_since += x.numel()
+        x, y = x[rows].to(RANKS.device), y[rows].to(RANKS.device)
+        logits, _ = step_model(x)
         if phase == "transfer":
             loss = model.transfer_loss()
         else:
@@ -141,7 +167,6 @@ def train(model: Transformer, train_ids: np.ndarray, eval_ids: np.ndarray | None
         optimizer.step()
         step_times.append(time.time() - t0)
         seconds += step_times[-1]
-        tokens_since += x.numel()
         done = step + 1
         if done % spec.log_every == 0 or done == total:
             now = time.time()
@@ -149,11 +174,11 @@ def train(model: Transformer, train_ids: np.ndarray, eval_ids: np.ndarray | None
             step_s = sum(recent) / len(recent)
             evals_left = sum(1 for s in spec.eval_at if s + spec.transfer_steps >= done) if eval_ids is not None else 0
             eval_s = spec.eval_cost.seconds(evals_left * windows_per_eval + spec.after_windows, step_s, spec.batch)
-            emit("step", step=done, steps=total, phase=phase, loss=round(loss.item(), 5), lr=lr,
+            emit("step", step=done, steps=total, phase=phase, loss=round(RANKS.mean(loss).item(), 5), lr=lr,
                  tokens_per_s=round(tokens_since / max(now - t_last, 1e-9), 1),
                  eta_s=round((total - done) * step_s + eval_s, 1))
             t_last, tokens_since = now, 0
-        if eval_ids is not None and (done - spec.transfer_steps) in spec.eval_at and phase == "finetune":
+        if RANKS.main and eval_ids is not None and (done - spec.transfer_steps) in spec.eval_at and phase == "finetune":
             ev = evaluate(model, eval_ids, spec.seq, spec.eval_windows, spec.eval_sample)
             spec.eval_cost.observe(ev)
             record = {"step": done, "finetune_step": done - spec.transfer_steps, "split": spec.eval_split,
@@ -161,10 +186,10 @@ def train(model: Transformer, train_ids: np.ndarray, eval_ids: np.ndarray | None
             emit("eval", **record)
             with open(os.path.join(run_dir, "evals.jsonl"), "a") as f:
                 f.write(json.dumps(record) + "\n")
-        if done % spec.checkpoint_every == 0 or done == total:
+        if RANKS.main and (done % spec.checkpoint_every == 0 or done == total):
             save_run_state(run_dir, model, optimizer, {"step": done, "run": run_info, "seconds": seconds})
             emit("checkpoint", step=done)
     model.set_transfer(False)
     for p in model.parameters():
         p.requires_grad_(True)
-    return model, seconds
+    return model.cpu(), seconds
