@@ -34,9 +34,10 @@ t.test('kill -9 of a replica mid-traffic: every answered turn is on the other re
     }
   })
   const streamed = await json(postJson(`${a.url}/v1/sessions`, { prompt: 'The Union' }))
-  const stream = await postJson(`${a.url}/v1/sessions/${streamed.id}/completions`, { max_tokens: 5000, temperature: 0, ignore_eos: true, stream: true })
+  while (answered.size < ids.length) await new Promise((resolve) => setTimeout(resolve, 20)) // every session has answered turns
+  const stream = await postJson(`${a.url}/v1/sessions/${streamed.id}/completions`, { max_tokens: 4096, temperature: 0, ignore_eos: true, stream: true })
+  t.equal(stream.status, 200)
   await sseEvents(stream).next() // generating: A holds its lease
-  while ([...answered.keys()].length < ids.length) await new Promise((resolve) => setTimeout(resolve, 20))
   await a.kill('SIGKILL')
   stop = true
   await Promise.all(traffic)
@@ -84,7 +85,7 @@ t.test('Redis away: 503 on session work, 200 on stateless generation, /ready say
 
 t.test('a turn whose write-through fails is answered with an error, never success', async (t) => {
   const s = await json(postJson(`${b.url}/v1/sessions`, { prompt: 'The Union' }))
-  const res = await postJson(`${b.url}/v1/sessions/${s.id}/completions`, { max_tokens: 5000, temperature: 0, ignore_eos: true, stream: true })
+  const res = await postJson(`${b.url}/v1/sessions/${s.id}/completions`, { max_tokens: 4096, temperature: 0, ignore_eos: true, stream: true })
   t.equal(res.status, 200)
   const events = sseEvents(res)
   await events.next()
