@@ -163,7 +163,8 @@ function accessConfig (get: (name: FlagName) => string | undefined, env: NodeJS.
 
 function redisUrl (value: string | undefined): string | null {
   if (value === undefined || value === '') return null
-  if (!/^rediss?:\/\/[^\s]+$/.test(value)) throw new Error(`redis url must be redis://host:port[/db] or rediss://…, got ${JSON.stringify(value)}`)
+  // The value is not echoed: it may carry a password.
+  if (!/^rediss?:\/\/[^\s]+$/.test(value)) throw new Error('redis url must be redis://[user:password@]host:port[/db] or rediss://… (TLS)')
   return value
 }
 
