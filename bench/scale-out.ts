@@ -64,25 +64,34 @@ async function timedTurn (url: string, id: string): Promise<{ first: number, tot
   return { first, total: performance.now() - t0 }
 }
 
-async function continueLatency (redisUrl: string | null): Promise<{ first: number[], total: number[], sessionId: string }> {
+async function startInProcess (redisUrl: string | null): Promise<{ url: string, close: () => Promise<void> }> {
   const server = await buildServer(loadConfig([], {
     MODELS_DIR: values.models, T2R_MODELS: values.model, T2R_DEFAULT_MODEL: values.model, DATA_DIR: join(scratch, redisUrl === null ? 'disk' : 'redis'),
     LOG_LEVEL: 'silent', ...(redisUrl === null ? {} : { REDIS_URL: redisUrl })
   }))
   await server.app.listen({ host: '127.0.0.1', port: 0 })
   await server.loadModels()
-  const url = `http://127.0.0.1:${(server.app.server.address() as { port: number }).port}`
-  const s = await (await postJson(`${url}/v1/sessions`, { prompt: PROMPT })).json() as { id: string }
-  for (let i = 0; i < 3; i++) await timedTurn(url, s.id) // warm-up
-  const first: number[] = []
-  const total: number[] = []
-  for (let i = 0; i < TURNS; i++) {
-    const r = await timedTurn(url, s.id)
-    first.push(r.first)
-    total.push(r.total)
+  return { url: `http://127.0.0.1:${(server.app.server.address() as { port: number }).port}`, close: server.close }
+}
+
+/** One-token turns on a disk-store server and a Redis-store server, alternated so both see the same machine load. */
+async function continueLatency (): Promise<Record<'disk' | 'redis', { first: number[], total: number[], sessionId: string }>> {
+  const servers = { disk: await startInProcess(null), redis: await startInProcess(redis.url) }
+  const runs = { disk: { first: [] as number[], total: [] as number[], sessionId: '' }, redis: { first: [] as number[], total: [] as number[], sessionId: '' } }
+  for (const store of ['disk', 'redis'] as const) {
+    runs[store].sessionId = ((await (await postJson(`${servers[store].url}/v1/sessions`, { prompt: PROMPT })).json()) as { id: string }).id
+    for (let i = 0; i < 3; i++) await timedTurn(servers[store].url, runs[store].sessionId) // warm-up
   }
-  await server.close()
-  return { first, total, sessionId: s.id }
+  for (let i = 0; i < TURNS; i++) {
+    for (const store of ['disk', 'redis'] as const) {
+      const r = await timedTurn(servers[store].url, runs[store].sessionId)
+      runs[store].first.push(r.first)
+      runs[store].total.push(r.total)
+    }
+  }
+  await servers.disk.close()
+  await servers.redis.close()
+  return runs
 }
 
 function manifestOf125m (shipped: Manifest): Manifest {
@@ -91,7 +100,7 @@ function manifestOf125m (shipped: Manifest): Manifest {
 }
 
 /** acquire (state read) and release with a new state (write-through) through the store API. */
-async function storeRoundTrip (store: SessionStore, manifest: Manifest, sessions: number): Promise<{ read: number[], write: number[] }> {
+async function storeRoundTrip (store: SessionStore, manifest: Manifest, sessions: number): Promise<{ read: number[], write: number[], ids: string[] }> {
   const ids = await Promise.all(Array.from({ length: sessions }, async () => (await store.create(manifest.name, 'bench')).id))
   const tensors = manifest.state.map((spec) => Float32Array.from({ length: stateElements(spec, 0) }, () => Math.random() - 0.5))
   for (const id of ids) { await store.acquire(id); await store.release(id, { position: 100, pending: [1], tensors }) }
@@ -106,7 +115,7 @@ async function storeRoundTrip (store: SessionStore, manifest: Manifest, sessions
     await store.release(id, { position: state.position + 1, pending: [1], tensors: state.tensors })
     write.push(performance.now() - t0)
   }
-  return { read, write }
+  return { read, write, ids }
 }
 
 async function memoryUsage (id: string): Promise<number> {
@@ -148,9 +157,8 @@ try {
   console.log(`\n## Session continue latency over HTTP, ${values.model} (${bytesOf(shipped)} state bytes), ${TURNS} one-token turns, ms\n`)
   console.log('| store | first token p50 | first token p95 | whole turn (with write-through) p50 | p95 |')
   console.log('| --- | --- | --- | --- | --- |')
-  const disk = await continueLatency(null)
-  const shared = await continueLatency(redis.url)
-  for (const [name, r] of [['disk', disk], ['redis', shared]] as const) {
+  const latency = await continueLatency()
+  for (const [name, r] of Object.entries(latency)) {
     console.log(`| ${name} | ${ms(pct(r.first, 0.5))} | ${ms(pct(r.first, 0.95))} | ${ms(pct(r.total, 0.5))} | ${ms(pct(r.total, 0.95))} |`)
   }
 
@@ -167,7 +175,7 @@ try {
     ]
     for (const [name, store, sessions] of stores) {
       const r = await storeRoundTrip(store, m, sessions)
-      if (name === 'redis') redisSessionIds[m.name] = (await store.list())[0].id
+      if (name === 'redis') redisSessionIds[m.name] = r.ids[0]
       console.log(`| ${m.name === big.name ? '125 M T2R (simulated)' : m.name} | ${bytesOf(m)} | ${name} | ${ms(pct(r.read, 0.5))} | ${ms(pct(r.read, 0.95))} | ${ms(pct(r.write, 0.5))} | ${ms(pct(r.write, 0.95))} |`)
       await store.close()
     }
@@ -176,7 +184,7 @@ try {
   console.log('\n## Redis bytes per session (MEMORY USAGE of its state and metadata keys)\n')
   console.log('| session | state bytes | Redis bytes |')
   console.log('| --- | --- | --- |')
-  console.log(`| ${values.model} (served) | ${bytesOf(shipped)} | ${await memoryUsage(shared.sessionId)} |`)
+  console.log(`| ${values.model} (served) | ${bytesOf(shipped)} | ${await memoryUsage(latency.redis.sessionId)} |`)
   console.log(`| 125 M T2R (simulated) | ${bytesOf(big)} | ${await memoryUsage(redisSessionIds[big.name])} |`)
 
   console.log(`\n## Aggregate tokens/s, ${CLIENTS} clients each continuing its own session (${TOKENS} tokens a turn, each turn to the next replica), ${SECONDS} s, Redis store, ${availableParallelism()} cores split among the replicas\n`)
