@@ -134,13 +134,7 @@ export class RedisSessionStore implements SessionStore {
 
   async acquire (id: string): Promise<SessionState> {
     const k = this.keysOf(id)
-    if (this.leases.isHeldHere(k.lease)) throw new BusyError(`session ${id} is already generating`, 'session_id')
-    const lease = this.leases.newLease(k.lease)
-    const expiresAt = Date.now() + this.ttlMs
-    const got = await this.call(async () => await this.redis.eval(ACQUIRE, 4, k.lease, k.meta, k.state, INDEX, lease.token, this.leases.leaseMs, this.ttlMs, expiresAt, id, OWNER_INDEX))
-    if (got === -1) throw new NotFoundError(`session ${id} not found`, 'session_id')
-    if (got === 0) throw new BusyError(`session ${id} is already generating`, 'session_id')
-    this.leases.hold(lease)
+    await this.takeLease(id)
     try {
       return await this.readState(id)
     } catch (err) {
@@ -175,9 +169,8 @@ export class RedisSessionStore implements SessionStore {
 
   async importState (id: string, buf: Buffer): Promise<SessionInfo> {
     const info = await this.info(id)
-    if (info.busy) throw new BusyError(`session ${id} is generating`, 'session_id')
     const { state } = decodeState(buf, this.manifest(info.model))
-    await this.acquire(id)
+    await this.takeLease(id) // 409 while a generation holds it, as on disk
     await this.release(id, state)
     return await this.info(id)
   }
@@ -235,6 +228,18 @@ export class RedisSessionStore implements SessionStore {
       if (err instanceof DomainError) throw err
       throw new UnavailableError(`session store unavailable: Redis did not answer (${(err as Error).message})`)
     }
+  }
+
+  /** Takes the session's lease for this process (409 if anyone holds it) and starts renewing it. */
+  private async takeLease (id: string): Promise<void> {
+    const k = this.keysOf(id)
+    if (this.leases.isHeldHere(k.lease)) throw new BusyError(`session ${id} is already generating`, 'session_id')
+    const lease = this.leases.newLease(k.lease)
+    const expiresAt = Date.now() + this.ttlMs
+    const got = await this.call(async () => await this.redis.eval(ACQUIRE, 4, k.lease, k.meta, k.state, INDEX, lease.token, this.leases.leaseMs, this.ttlMs, expiresAt, id, OWNER_INDEX))
+    if (got === -1) throw new NotFoundError(`session ${id} not found`, 'session_id')
+    if (got === 0) throw new BusyError(`session ${id} is already generating`, 'session_id')
+    this.leases.hold(lease)
   }
 
   private async readState (id: string): Promise<SessionState> {

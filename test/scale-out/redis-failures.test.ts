@@ -85,7 +85,7 @@ t.test('Redis away: 503 on session work, 200 on stateless generation, /ready say
 
 t.test('a turn whose write-through fails is answered with an error, never success', async (t) => {
   const s = await json(postJson(`${b.url}/v1/sessions`, { prompt: 'The Union' }))
-  const res = await postJson(`${b.url}/v1/sessions/${s.id}/completions`, { max_tokens: 4096, temperature: 0, ignore_eos: true, stream: true })
+  const res = await postJson(`${b.url}/v1/sessions/${s.id}/completions`, { max_tokens: 1000, temperature: 0, ignore_eos: true, stream: true })
   t.equal(res.status, 200)
   const events = sseEvents(res)
   await events.next()

@@ -5,7 +5,7 @@ import { tinyModelsDir } from '../helpers/fixtures.ts'
 import { readSse, postJson, startServer } from '../helpers/server.ts'
 import { sseEvents } from '../helpers/sse.ts'
 import { as, json as jsonOf, KEY_A, KEY_B, KEYS_ENV } from '../helpers/tenants.ts'
-import { CHAT_MODEL, json, startRedis, startReplicas, stateTensors, turn } from './replicas.ts'
+import { CHAT_MODEL, json, startRedis, startReplicas, stateTensors, turn, waitForSession, type Json } from './replicas.ts'
 
 const redis = await startRedis()
 t.teardown(redis.stop)
@@ -65,9 +65,36 @@ t.test('a session generating on one replica is refused (409) on both while it ru
   t.equal((await json(fetch(`${b.url}/v1/sessions/${s.id}`))).busy, true, 'B sees it busy')
   t.equal((await postJson(`${b.url}/v1/sessions/${s.id}/fork`, {})).status, 201, 'a fork reads the last written state meanwhile')
   t.equal((await fetch(`${b.url}/v1/sessions/${s.id}`, { method: 'DELETE' })).status, 409, 'no delete while it generates')
+  const blob = await fetch(`${b.url}/v1/sessions/${s.id}/state`)
+  t.equal(blob.status, 200, 'an export reads the last written state meanwhile')
+  const put = await fetch(`${b.url}/v1/sessions/${s.id}/state`, { method: 'PUT', headers: { 'content-type': 'application/octet-stream' }, body: new Uint8Array(await blob.arrayBuffer()) })
+  t.equal(put.status, 409, 'no import while it generates')
   for await (const e of events) if (e.data === '[DONE]') break
   t.equal((await json(fetch(`${b.url}/v1/sessions/${s.id}`))).busy, false, 'released at the end')
   t.ok((await turn(b.url, s.id, ' and', 4)).choices[0].text.length > 0, 'B generates on it afterwards')
+})
+
+t.test('a replica that stalls past its lease cannot overwrite the turn another replica stored since', async (t) => {
+  const s = await json(postJson(`${a.url}/v1/sessions`, { prompt: PROMPT }))
+  const stream = await postJson(`${a.url}/v1/sessions/${s.id}/completions`, { max_tokens: 1000, temperature: 0, ignore_eos: true, stream: true })
+  t.equal(stream.status, 200)
+  const events = sseEvents(stream)
+  await events.next() // A holds the lease
+  a.signal('SIGSTOP') // A stalls: it stops renewing, its lease expires
+  let onB: Json
+  try {
+    await waitForSession(b.url, s.id, (x) => x.busy === false)
+    onB = await turn(b.url, s.id, ' and', 4)
+  } finally {
+    a.signal('SIGCONT')
+  }
+  t.equal(onB.usage.completion_tokens, 4, 'B takes the session once A\'s lease expired')
+  const rest: unknown[] = []
+  for await (const e of events) rest.push(e.data)
+  t.notOk(rest.includes('[DONE]'), 'A does not report its turn as done')
+  t.match(rest.at(-1), { error: { message: /lease expired while generating/ } })
+  const after = await json(fetch(`${b.url}/v1/sessions/${s.id}`))
+  t.equal(after.tokens_consumed + after.pending_tokens, s.tokens_consumed + onB.usage.prompt_tokens + onB.usage.completion_tokens, 'the session holds B\'s turn, not A\'s')
 })
 
 t.test('concurrent generations on one session from both replicas: exactly one 409', async (t) => {
