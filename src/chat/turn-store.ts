@@ -1,6 +1,7 @@
-// The chat turn records of disk sessions (turns.ts), one small JSON file per session beside the session
-// files (the Redis store keeps them in the session's hash), written atomically after each turn so a restart can continue a chat. Records of sessions
-// that no longer exist are removed when the store opens.
+// The chat turn records of disk sessions (turns.ts; the Redis store keeps them in the session's
+// hash), one small JSON file per session beside the session files, written atomically after each
+// turn so a restart can continue a chat. Records of sessions that no longer exist are removed when
+// the store opens.
 import { mkdirSync, readdirSync, rmSync } from 'node:fs'
 import { readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
