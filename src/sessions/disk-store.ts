@@ -1,7 +1,7 @@
-// The disk session store (one process; the default): each session owns one model's recurrent state. In memory with an LRU cap; every state change is
-// written through to the data folder (atomically, with async I/O off the event loop) before the
-// change is reported, so a restart, graceful or killed, loses no session whose last generation had
-// completed. Idle sessions expire after their TTL.
+// The disk session store (one process; the default). Each session owns one model's recurrent state.
+// In memory with an LRU cap; every state change is written through to the data folder (atomically,
+// with async I/O off the event loop) before the change is reported, so a restart, graceful or
+// killed, loses no session whose last generation had completed. Idle sessions expire after their TTL.
 import { randomUUID } from 'node:crypto'
 import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { readFile, rename, rm, writeFile } from 'node:fs/promises'
