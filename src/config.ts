@@ -23,6 +23,10 @@ export interface Config {
   bodyLimit: number
   sessionTtlSeconds: number
   maxResidentSessions: number
+  /** Sessions live in this Redis, shared by every replica (src/sessions/redis-store.ts); null = on disk. */
+  redisUrl: string | null
+  /** How long a session's generation lease lives without renewal (a killed replica's expires after it). */
+  sessionLeaseMs: number
   logLevel: string
   /** How long shutdown waits for generations in flight before cancelling them. */
   shutdownDrainMs: number
@@ -68,6 +72,8 @@ const FLAGS = {
   'max-in-flight': { type: 'string', env: 'T2R_MAX_IN_FLIGHT' },
   'session-ttl': { type: 'string', env: 'T2R_SESSION_TTL_SECONDS' },
   'max-resident-sessions': { type: 'string', env: 'T2R_MAX_RESIDENT_SESSIONS' },
+  'redis-url': { type: 'string', env: 'REDIS_URL' },
+  'session-lease-ms': { type: 'string', env: 'T2R_SESSION_LEASE_MS' },
   'log-level': { type: 'string', env: 'LOG_LEVEL' },
   'shutdown-drain': { type: 'string', env: 'T2R_SHUTDOWN_DRAIN_SECONDS' },
   'request-timeout': { type: 'string', env: 'T2R_REQUEST_TIMEOUT_SECONDS' },
@@ -128,6 +134,8 @@ export function loadConfig (argv: string[] = [], env: NodeJS.ProcessEnv = proces
     bodyLimit: 4 * 1024 * 1024,
     sessionTtlSeconds: int('session ttl', get('session-ttl'), 3600, 1),
     maxResidentSessions: int('max resident sessions', get('max-resident-sessions'), 256, 1),
+    redisUrl: redisUrl(get('redis-url')),
+    sessionLeaseMs: int('session lease ms', get('session-lease-ms'), 10_000, 100),
     logLevel: get('log-level') ?? 'info',
     shutdownDrainMs: int('shutdown drain seconds', get('shutdown-drain'), 10, 0) * 1000,
     requestTimeoutMs: int('request timeout seconds', get('request-timeout'), 30, 1) * 1000,
@@ -151,6 +159,13 @@ function accessConfig (get: (name: FlagName) => string | undefined, env: NodeJS.
     maxSessions: int('max sessions', get('max-sessions'), 10_000, 1),
     maxEventLoopDelayMs: int('max event loop delay', get('max-event-loop-delay'), 1000, 0)
   }
+}
+
+function redisUrl (value: string | undefined): string | null {
+  if (value === undefined || value === '') return null
+  // The value is not echoed: it may carry a password.
+  if (!/^rediss?:\/\/[^\s]+$/.test(value)) throw new Error('redis url must be redis://[user:password@]host:port[/db] or rediss://… (TLS)')
+  return value
 }
 
 /** Addresses only this machine can reach. */

@@ -1,6 +1,5 @@
 // Builds the server: Fastify with its limits and logger, the services, and the routes. Models load
 // after the server listens (503 until then); close() drains generations and flushes sessions.
-import { join } from 'node:path'
 import Fastify, { type FastifyInstance } from 'fastify'
 import type { DestinationStream } from 'pino'
 import { registerApp } from './app.ts'
@@ -12,7 +11,7 @@ import { loggerOptions } from './http/logging.ts'
 import { createMetrics } from './metrics.ts'
 import { ModelRegistry } from './models/registry.ts'
 import type { AppServices } from './plugins/context.ts'
-import { SessionStore } from './sessions/store.ts'
+import { openSessionStore } from './sessions/open-store.ts'
 
 export interface Server {
   app: FastifyInstance
@@ -40,12 +39,7 @@ export async function buildServer (config: Config, { logStream }: { logStream?: 
   app.server.maxConnections = config.maxConnections
   const metrics = createMetrics()
   const registry = new ModelRegistry(config, metrics, app.log, ortBackends(config))
-  const sessions = new SessionStore({
-    dir: join(config.dataDir, 'sessions'),
-    ttlSeconds: config.sessionTtlSeconds,
-    maxResident: config.maxResidentSessions,
-    manifestOf: (name) => registry.get(name)?.manifest
-  })
+  const sessions = openSessionStore(config, (name) => registry.get(name)?.manifest, app.log)
   const generation = new GenerationService(registry, sessions, metrics, config)
   const conversions = config.conversions.enabled ? new ConversionService(config, registry, metrics, app.log) : null
   const services: AppServices = { config, metrics, registry, sessions, generation, conversions, startedAt: Date.now() }
@@ -70,7 +64,7 @@ export async function buildServer (config: Config, { logStream }: { logStream?: 
         await conversions?.close()
         await app.close()
         await sessions.flushed()
-        sessions.close()
+        await sessions.close()
       })()
       await closing
     }

@@ -1,6 +1,7 @@
-// The chat turn records of sessions (turns.ts), one small JSON file per session beside the session
-// files, written atomically after each turn so a restart can continue a chat. Records of sessions
-// that no longer exist are removed when the store opens.
+// The chat turn records of disk sessions (turns.ts; the Redis store keeps them in the session's
+// hash), one small JSON file per session beside the session files, written atomically after each
+// turn so a restart can continue a chat. Records of sessions that no longer exist are removed when
+// the store opens.
 import { mkdirSync, readdirSync, rmSync } from 'node:fs'
 import { readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -17,6 +18,16 @@ const RecordSchema = Type.Object({
   tokens: Type.Integer({ minimum: 0 })
 })
 
+/** A stored record, or null if it is not one (unreadable records are treated as absent). */
+export function parseTurnRecord (json: string): ChatTurnRecord | null {
+  try {
+    const value: unknown = JSON.parse(json)
+    return Value.Check(RecordSchema, value) ? value : null
+  } catch {
+    return null
+  }
+}
+
 export class ChatTurnStore {
   constructor (private readonly dir: string, sessionExists: (id: string) => boolean) {
     mkdirSync(dir, { recursive: true })
@@ -29,8 +40,7 @@ export class ChatTurnStore {
   /** The session's last chat turn, or null if it has none (or its record is unreadable). */
   async get (sessionId: string): Promise<ChatTurnRecord | null> {
     try {
-      const json: unknown = JSON.parse(await readFile(this.file(sessionId), 'utf8'))
-      return Value.Check(RecordSchema, json) ? json : null
+      return parseTurnRecord(await readFile(this.file(sessionId), 'utf8'))
     } catch {
       return null
     }

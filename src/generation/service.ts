@@ -103,7 +103,7 @@ export class GenerationService {
       let state: Float32Array[] | null = null
       let pending: number[] = []
       if (spec.sessionId !== null) {
-        const info = owned(this.sessions, spec.sessionId, spec.tenant)
+        const info = await owned(this.sessions, spec.sessionId, spec.tenant)
         if (info.model !== model.name) throw new InvalidError(`session ${spec.sessionId} belongs to model ${info.model}`, 'model')
         const current = await this.sessions.acquire(spec.sessionId)
         sessionId = spec.sessionId

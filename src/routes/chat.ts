@@ -2,11 +2,9 @@
 // session too (`session_id`): a turn then feeds only what follows the session's last reply
 // (src/chat/turns.ts has the rule). Models without a template answer 422 naming `model`.
 import { randomUUID } from 'node:crypto'
-import { join } from 'node:path'
 import { Type } from '@sinclair/typebox'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { Tenant } from '../auth/tenant.ts'
-import { ChatTurnStore } from '../chat/turn-store.ts'
 import { textToFeed, turnRecord } from '../chat/turns.ts'
 import { InvalidError } from '../errors.ts'
 import { ChatCompletionBody, type ChatCompletionBodyT } from '../generation/schemas.ts'
@@ -37,14 +35,12 @@ const ChatCompletionResponse = Type.Object({
 const usage = (prompt: number, completion: number) => ({ prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion })
 
 const chatRoutes: FastifyPluginAsyncTypebox = async (app) => {
-  const { generation, registry, sessions, config } = app.t2r
-  const known = new Set(sessions.list().map((s) => s.id))
-  const turns = new ChatTurnStore(join(config.dataDir, 'chat-turns'), (id) => known.has(id))
+  const { generation, registry, sessions } = app.t2r
 
   /** The generation a request asks for, and what to remember of it once it has ended (session turns). */
   async function prepare (body: ChatCompletionBodyT, host: string | undefined, tenant: Tenant): Promise<{ spec: GenerationSpec, remember: (result: GenerationResult) => Promise<void> }> {
     // Another key's session is a 404 here as everywhere (src/sessions/ownership.ts).
-    const session = body.session_id === undefined ? null : owned(sessions, body.session_id, tenant)
+    const session = body.session_id === undefined ? null : await owned(sessions, body.session_id, tenant)
     const model = generation.resolveModel(requestedModel(body.model ?? session?.model, host, (n) => registry.has(n)))
     const turn = chatSpec(body, model, tenant)
     if (session === null) return { spec: turn.spec, remember: async () => {} }
@@ -53,7 +49,7 @@ const chatRoutes: FastifyPluginAsyncTypebox = async (app) => {
     const prompt = textToFeed({
       sessionId: session.id,
       sessionTokens: held,
-      record: held === 0 ? null : await turns.get(session.id),
+      record: held === 0 ? null : await sessions.chatTurn(session.id),
       rendered: turn.rendered,
       messages: turn.messages,
       endOfTurn: turn.template.endOfTurn
@@ -63,7 +59,7 @@ const chatRoutes: FastifyPluginAsyncTypebox = async (app) => {
       spec: { ...turn.spec, prompt, chat: { endOfTurnId, sessionTokens: held } },
       remember: async (result) => {
         const ended = result.tokens.length > 0 && result.tokens[result.tokens.length - 1] === endOfTurnId
-        await turns.put(session.id, turnRecord(turn.rendered, turn.messages.length, result.text, ended, result.position + result.pending.length))
+        await sessions.putChatTurn(session.id, turnRecord(turn.rendered, turn.messages.length, result.text, ended, result.position + result.pending.length))
       }
     }
   }

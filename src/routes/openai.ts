@@ -119,7 +119,7 @@ const openAiRoutes: FastifyPluginAsyncTypebox = async (app) => {
     schema: { params: Type.Object({ id: SessionId }), body: SessionCompletionBody, response: { 200: CompletionResponse } }
   }, async (request, reply) => {
     const { id } = request.params
-    const spec = completionSpec(request.body, generation.resolveModel(owned(sessions, id, request.tenant).model), id, request.tenant)
+    const spec = completionSpec(request.body, generation.resolveModel((await owned(sessions, id, request.tenant)).model), id, request.tenant)
     return await completion(request, reply, request.body, spec)
   })
 

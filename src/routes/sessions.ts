@@ -56,7 +56,7 @@ const sessionRoutes: FastifyPluginAsyncTypebox = async (app) => {
   }, async (request, reply) => {
     const body = request.body
     const model = generation.resolveModel(body.model)
-    admitSession(sessions, request.tenant, config.access)
+    await admitSession(sessions, request.tenant, config.access)
     const info = await sessions.create(model.name, request.tenant.key)
     if (body.prompt !== undefined && body.prompt !== '') {
       try {
@@ -66,29 +66,29 @@ const sessionRoutes: FastifyPluginAsyncTypebox = async (app) => {
         throw err
       }
     }
-    return await reply.code(201).send(view(sessions.info(info.id)))
+    return await reply.code(201).send(view(await sessions.info(info.id)))
   })
 
   app.get('/v1/sessions', { schema: { response: { 200: Type.Object({ object: Type.Literal('list'), data: Type.Array(Session) }) } } },
-    async (request) => ({ object: 'list' as const, data: visibleSessions(sessions, request.tenant).map(view) }))
+    async (request) => ({ object: 'list' as const, data: (await visibleSessions(sessions, request.tenant)).map(view) }))
 
-  app.get('/v1/sessions/:id', { schema: { params: IdParams, response: { 200: Session } } }, async (request) => view(owned(sessions, request.params.id, request.tenant)))
+  app.get('/v1/sessions/:id', { schema: { params: IdParams, response: { 200: Session } } }, async (request) => view(await owned(sessions, request.params.id, request.tenant)))
 
   app.delete('/v1/sessions/:id', { schema: { params: IdParams, response: { 200: Deleted } } }, async (request) => {
-    owned(sessions, request.params.id, request.tenant)
+    await owned(sessions, request.params.id, request.tenant)
     await sessions.delete(request.params.id)
     return { id: request.params.id, object: 'session' as const, deleted: true as const }
   })
 
   app.post('/v1/sessions/:id/fork', { schema: { params: IdParams, response: { 201: Session } } }, async (request, reply) => {
-    owned(sessions, request.params.id, request.tenant)
-    admitSession(sessions, request.tenant, config.access)
+    await owned(sessions, request.params.id, request.tenant)
+    await admitSession(sessions, request.tenant, config.access)
     return await reply.code(201).send(view(await sessions.fork(request.params.id, request.tenant.key)))
   })
 
   app.get('/v1/sessions/:id/state', { schema: { params: IdParams } }, async (request, reply) => {
     const { id } = request.params
-    owned(sessions, id, request.tenant)
+    await owned(sessions, id, request.tenant)
     const buf = await sessions.exportState(id)
     return await reply
       .header('content-type', 'application/octet-stream')
@@ -105,7 +105,7 @@ const sessionRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: { params: IdParams, response: { 200: Session } },
       bodyLimit: STATE_LIMIT,
       // Ownership is checked before the (up to 512 MiB) body is read.
-      onRequest: async (request) => { owned(sessions, (request.params as { id: string }).id, request.tenant) }
+      onRequest: async (request) => { await owned(sessions, (request.params as { id: string }).id, request.tenant) }
     }, async (request) => {
       if (!Buffer.isBuffer(request.body)) throw new InvalidError('send the state as application/octet-stream', 'body')
       return view(await sessions.importState(request.params.id, request.body))

@@ -10,28 +10,31 @@ import type { SessionInfo, SessionStore } from './store.ts'
 const visibleTo = (tenant: Tenant, info: SessionInfo): boolean => tenant.admin || info.owner === tenant.key
 
 /** The session, if this tenant may use it; otherwise the same 404 as for an unknown id. */
-export function owned (sessions: SessionStore, id: string, tenant: Tenant): SessionInfo {
-  const info = sessions.info(id)
+export async function owned (sessions: SessionStore, id: string, tenant: Tenant): Promise<SessionInfo> {
+  const info = await sessions.info(id)
   if (!visibleTo(tenant, info)) throw new NotFoundError(`session ${id} not found`, 'session_id')
   return info
 }
 
 /** The sessions a tenant may see: its own, or every one for an admin. */
-export function visibleSessions (sessions: SessionStore, tenant: Tenant): SessionInfo[] {
-  return sessions.list().filter((s) => visibleTo(tenant, s))
+export async function visibleSessions (sessions: SessionStore, tenant: Tenant): Promise<SessionInfo[]> {
+  return (await sessions.list()).filter((s) => visibleTo(tenant, s))
 }
 
 /**
  * Refuses (429) a new session beyond the key's quota or the server's. Call it right before the
- * store creates the session: create() registers it before its first await, so concurrent creates
- * cannot both take the last slot (a fork creates its copy after loading the source's state, so
- * concurrent forks of spilled sessions may overshoot by the number in flight).
+ * store creates the session. On disk, count() answers without I/O and create() registers the
+ * session before its first await, so concurrent creates cannot both take the last slot (a fork
+ * creates its copy after loading the source's state, so concurrent forks of spilled sessions may
+ * overshoot by the number in flight). On Redis, creates on different replicas may overshoot by the
+ * number in flight at once.
  */
-export function admitSession (sessions: SessionStore, tenant: Tenant, limits: Pick<AccessConfig, 'maxSessions' | 'maxSessionsPerKey'>): void {
-  if (sessions.size >= limits.maxSessions) {
-    throw new QuotaExceededError(`the server holds ${sessions.size} sessions, its limit; delete sessions or wait for idle ones to expire`)
+export async function admitSession (sessions: SessionStore, tenant: Tenant, limits: Pick<AccessConfig, 'maxSessions' | 'maxSessionsPerKey'>): Promise<void> {
+  const all = await sessions.count()
+  if (all >= limits.maxSessions) {
+    throw new QuotaExceededError(`the server holds ${all} sessions, its limit; delete sessions or wait for idle ones to expire`)
   }
-  const mine = sessions.list().filter((s) => s.owner === tenant.key).length
+  const mine = await sessions.count(tenant.key)
   if (mine >= limits.maxSessionsPerKey) {
     throw new QuotaExceededError(`key ${tenant.key} holds ${mine} sessions, its limit of ${limits.maxSessionsPerKey}; delete sessions or wait for idle ones to expire`)
   }

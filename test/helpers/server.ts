@@ -79,7 +79,7 @@ export async function freePort (): Promise<number> {
 }
 
 /** A server in its own process (`tsx src/main.ts`), for tests that kill it. */
-export async function spawnServer (env: Record<string, string>): Promise<{ url: string, kill: (signal: NodeJS.Signals) => Promise<void> }> {
+export async function spawnServer (env: Record<string, string>): Promise<{ url: string, kill: (signal: NodeJS.Signals) => Promise<void>, signal: (signal: NodeJS.Signals) => void }> {
   const { spawn } = await import('node:child_process')
   const port = await freePort()
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
@@ -98,6 +98,8 @@ export async function spawnServer (env: Record<string, string>): Promise<{ url: 
       const exited = new Promise((resolve) => child.once('exit', resolve))
       child.kill(signal)
       await exited
-    }
+    },
+    /** Sends a signal without waiting for an exit (SIGSTOP / SIGCONT: a replica that stalls). */
+    signal: (signal) => { child.kill(signal) }
   }
 }
