@@ -24,6 +24,7 @@ export function createMetrics () {
     queueExpectedWait: new Gauge({ ...r, name: 't2r_queue_expected_wait_seconds', help: 'Recent submit-to-first-token time, smoothed: what admission expects a new request to wait', labelNames: ['model'] }),
     activeSequences: new Gauge({ ...r, name: 't2r_active_sequences', help: 'Generations in flight', labelNames: ['model'] }),
     sessions: new Gauge({ ...r, name: 't2r_sessions', help: 'Sessions known to the store' }),
+    sessionStoreUp: new Gauge({ ...r, name: 't2r_session_store_up', help: '1 while the session store (disk or Redis) is reachable, 0 while not' }),
     residentSessions: new Gauge({ ...r, name: 't2r_sessions_resident', help: 'Sessions whose state is in memory' }),
     sessionStateBytes: new Gauge({ ...r, name: 't2r_session_state_bytes', help: 'Bytes of session state held in memory' }),
     conversionJobs: new Gauge({ ...r, name: 't2r_conversion_jobs', help: 'Conversion jobs by status', labelNames: ['status'] }),

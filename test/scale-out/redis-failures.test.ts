@@ -3,9 +3,9 @@
 // away (503 on session work, stateless generation still 200, /ready says so, a turn that could not be
 // stored is not answered as a success).
 import t from 'tap'
-import { postJson } from '../helpers/server.ts'
+import { metricValue, postJson } from '../helpers/server.ts'
 import { sseEvents } from '../helpers/sse.ts'
-import { json, startRedis, startReplicas, turn, waitForReady, waitForSession, type Json } from './replicas.ts'
+import { json, startRedis, startReplicas, turn, waitForStore, waitForSession, type Json } from './replicas.ts'
 
 const redis = await startRedis({ aof: true })
 t.teardown(redis.stop)
@@ -54,7 +54,7 @@ t.test('kill -9 of a replica mid-traffic: every answered turn is on the other re
 
 t.test('Redis restarted with its append-only file: no session lost', async (t) => {
   await redis.restart()
-  await waitForReady(b.url, 200)
+  await waitForStore(b.url)
   for (const [id, tokens] of survivors) {
     const s = await json(fetch(`${b.url}/v1/sessions/${id}`))
     t.equal(held(s), tokens, `session ${id} is back with its tokens`)
@@ -63,7 +63,7 @@ t.test('Redis restarted with its append-only file: no session lost', async (t) =
   t.ok((await turn(b.url, id, ' and', 3)).choices[0].text.length > 0, 'and continues')
 })
 
-t.test('Redis away: 503 on session work, 200 on stateless generation, /ready says why; back: sessions work', async (t) => {
+t.test('Redis away: 503 on session work, 200 on stateless generation, /ready says degraded; back: sessions work', async (t) => {
   const s = await json(postJson(`${b.url}/v1/sessions`, { prompt: 'The Union' }))
   await redis.kill()
   const onSession = await postJson(`${b.url}/v1/sessions/${s.id}/completions`, { prompt: ' and', max_tokens: 3, temperature: 0 })
@@ -74,12 +74,15 @@ t.test('Redis away: 503 on session work, 200 on stateless generation, /ready say
   t.equal((await postJson(`${b.url}/generate`, { inputs: 'The Union', parameters: { max_new_tokens: 3 } })).status, 200, 'TGI without a session: 200')
   t.equal((await postJson(`${b.url}/v1/completions`, { prompt: 'The Union', max_tokens: 3 })).status, 200, 'OpenAI without a session: 200')
   const ready = await fetch(`${b.url}/ready`)
-  t.equal(ready.status, 503)
-  t.match(await ready.json(), { error: /session store \(redis\) unreachable/, error_type: 'unavailable' })
+  t.equal(ready.status, 200, 'still ready: the load balancer keeps sending stateless work')
+  t.match(await ready.json(), { status: 'degraded', session_store: { kind: 'redis', reachable: false, error: /unreachable/ } })
+  t.equal(await metricValue(b.url, 't2r_session_store_up'), 0, 'the gauge says Redis is away')
 
   await redis.restart()
-  const back = await json(waitForReady(b.url, 200))
+  const back = await waitForStore(b.url)
   t.same(back.session_store, { kind: 'redis', reachable: true })
+  t.equal(back.status, 'ready')
+  t.equal(await metricValue(b.url, 't2r_session_store_up'), 1)
   t.ok((await turn(b.url, s.id, ' and', 3)).choices[0].text.length > 0, 'the session (kept by the AOF) continues')
 })
 
@@ -95,7 +98,7 @@ t.test('a turn whose write-through fails is answered with an error, never succes
   t.notOk(rest.includes('[DONE]'), 'no [DONE]')
   t.match(rest.at(-1), { error: { message: /could not be saved/ } }, 'the stream ends with an error frame')
   await redis.restart()
-  await waitForReady(b.url, 200)
+  await waitForStore(b.url)
   const after = await waitForSession(b.url, s.id, (x) => x.busy === false)
   t.equal(held(after), held(s), 'the session keeps its last stored state')
 })

@@ -65,12 +65,14 @@ export async function waitForSession (url: string, id: string, done: (s: Json) =
 }
 
 /** Polls /ready until it answers `status`. */
-export async function waitForReady (url: string, status: number, ms = 15_000): Promise<Response> {
+/** Polls /ready until its session store is reachable again (a Redis away leaves it 'degraded'). */
+export async function waitForStore (url: string, ms = 15_000): Promise<Json> {
   const deadline = Date.now() + ms
   for (;;) {
     const res = await fetch(`${url}/ready`)
-    if (res.status === status) return res
-    if (Date.now() > deadline) throw new Error(`${url}/ready stayed ${res.status}, expected ${status}`)
+    const body = await res.json() as Json
+    if (res.status === 200 && body.status === 'ready') return body
+    if (Date.now() > deadline) throw new Error(`${url}/ready stayed ${res.status} ${JSON.stringify(body)}`)
     await new Promise((resolve) => setTimeout(resolve, 50))
   }
 }
