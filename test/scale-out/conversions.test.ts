@@ -28,6 +28,17 @@ async function listed (url: string, model: string): Promise<boolean> {
   return false
 }
 
+/** Reads a live stream's events up to the first that `stop` accepts (or its end), leaving it open:
+ * a `for await` loop left with break would close it. */
+async function readUntil (events: AsyncGenerator<SseEvent>, stop: (e: SseEvent) => boolean): Promise<SseEvent[]> {
+  const seen: SseEvent[] = []
+  for (let r = await events.next(); r.done !== true; r = await events.next()) {
+    seen.push(r.value)
+    if (stop(r.value)) break
+  }
+  return seen
+}
+
 const FINAL = ['succeeded', 'failed', 'cancelled']
 const JOB = { source_model: 'tiny-base', transfer_steps: 0, batch_size: 2, sequence_length: 16, feature_dim: 8, eval_windows: 2 }
 
@@ -53,11 +64,7 @@ t.test('conversions on a queue: any replica answers, a worker runs them', async 
     t.equal(res.status, 202, 'A accepts the job')
     const { id } = await res.json() as JobView
     const events = sseEvents(await fetch(`${b.url}/v1/conversions/${id}/events`))
-    const seen: SseEvent[] = []
-    for await (const e of events) {
-      seen.push(e)
-      if (e.event === 'progress' && e.data.event === 'step') break
-    }
+    const seen = await readUntil(events, (e) => e.event === 'progress' && e.data.event === 'step')
     t.equal(seen[0].event, 'status', 'B\'s stream opens with the job\'s status')
     t.ok(seen.some((e) => e.event === 'status' && e.data.status === 'running'), 'B relays the worker\'s "running"')
     t.ok(trainerRunning(id), 'the worker\'s trainer process is alive')
@@ -68,9 +75,8 @@ t.test('conversions on a queue: any replica answers, a worker runs them', async 
     const del = await fetch(`${b.url}/v1/conversions/${id}`, { method: 'DELETE' })
     t.equal(del.status, 200, 'B cancels it')
     t.equal((await del.json() as JobView).status, 'cancelled', 'and answers it cancelled')
-    let last: SseEvent | undefined
-    for await (const e of events) last = e
-    t.match(last, { event: 'status', data: { status: 'cancelled' } }, 'B\'s event stream ends with the cancel')
+    const rest = await readUntil(events, () => false)
+    t.match(rest.at(-1), { event: 'status', data: { status: 'cancelled' } }, 'B\'s event stream ends with the cancel')
     t.notOk(trainerRunning(id), 'the trainer is gone')
     t.notOk(existsSync(join(conversionsDir, id)), 'the job\'s folder is removed')
     t.equal((await (await fetch(`${a.url}/v1/conversions/${id}`)).json() as JobView).status, 'cancelled', 'A sees it cancelled')
@@ -84,11 +90,8 @@ t.test('conversions on a queue: any replica answers, a worker runs them', async 
     t.equal(res.status, 202)
     const { id } = await res.json() as JobView
     const events = sseEvents(await fetch(`${b.url}/v1/conversions/${id}/events`))
-    let reached = 0
-    for await (const e of events) {
-      if (e.event === 'progress' && e.data.event === 'step' && e.data.step >= 40) { reached = e.data.step; break }
-      if (e.event === 'status' && FINAL.includes(e.data.status)) break
-    }
+    const before = await readUntil(events, (e) => (e.event === 'progress' && e.data.event === 'step' && e.data.step >= 40) || (e.event === 'status' && FINAL.includes(e.data.status)))
+    const reached = before.at(-1)?.event === 'progress' ? before.at(-1)?.data.step as number : 0
     t.ok(reached >= 40, 'the job passed step 40 (a checkpoint was written at 30)')
     await worker.kill('SIGKILL')
     // The orphaned trainer dies at its next line of output (its stdout pipe is gone).
@@ -97,8 +100,7 @@ t.test('conversions on a queue: any replica answers, a worker runs them', async 
     t.equal((await (await fetch(`${b.url}/v1/conversions/${id}`)).json() as JobView).status, 'running', 'the job is not lost: still running')
 
     worker = await spawnWorker(workerEnv)
-    const after: SseEvent[] = []
-    for await (const e of events) after.push(e) // the same stream on B, across the worker's death
+    const after = await readUntil(events, () => false) // the same stream on B, across the worker's death
     const progress = after.filter((e) => e.event === 'progress').map((e) => e.data)
     const resume = progress.find((p) => p.event === 'resume')
     t.ok(resume !== undefined, 'the next worker\'s trainer resumed')
