@@ -16,14 +16,15 @@ export async function runWorker (argv: string[]): Promise<void> {
   }
   const log = pino({ level: config.logLevel })
   const metrics = createWorkerMetrics()
-  const listener = await serveMetrics(metrics, config.metricsHost, config.metricsPort)
   const worker = new ConversionWorker({ ...config, log, metrics })
+  await worker.start()
+  // The metrics port answers once the worker takes jobs: the sign a supervisor (or test) waits for.
+  const listener = await serveMetrics(metrics, config.metricsHost, config.metricsPort)
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => {
       log.info({ signal }, 'worker shutting down: the running job goes back to the queue')
       worker.close().then(() => { listener.server.close(); process.exit(0) }, (err: Error) => { log.error(err); process.exit(1) })
     })
   }
-  await worker.start()
   log.info({ metrics: `http://${config.metricsHost}:${listener.port}/metrics` }, 'worker ready')
 }
