@@ -1,7 +1,8 @@
 // Conversion jobs on the BullMQ queue, with real processes: Redis, two server replicas (A, B) and
 // a `t2r worker` sharing a models folder and a conversions folder. A job submitted on A is run by
 // the worker while B relays its events and status and cancels it; another survives `kill -9` of
-// its worker, resumes from its checkpoint in the next worker, and its model is served by B.
+// its worker and SIGTERM of the next, resumes from its checkpoint each time, and its model is
+// served by B.
 import { execFileSync } from 'node:child_process'
 import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -84,7 +85,7 @@ t.test('conversions on a queue: any replica answers, a worker runs them', async 
     t.equal(await metricValue(worker.metricsUrl.replace(/\/metrics$/, ''), 't2r_worker_jobs_finished_total', 'status="cancelled"'), 1, 'the worker counts the cancelled job')
   })
 
-  t.test('a job survives kill -9 of its worker and its model is served by B', async (t) => {
+  t.test('a job survives kill -9 and SIGTERM of its workers and its model is served by B', async (t) => {
     // 120 steps, checkpoints every 30: the worker is killed past step 40.
     const res = await postJson(`${a.url}/v1/conversions`, { ...JOB, name: 'tiny-q-resumed', steps: 120 })
     t.equal(res.status, 202)
@@ -100,16 +101,26 @@ t.test('conversions on a queue: any replica answers, a worker runs them', async 
     t.equal((await (await fetch(`${b.url}/v1/conversions/${id}`)).json() as JobView).status, 'running', 'the job is not lost: still running')
 
     worker = await spawnWorker(workerEnv)
-    const after = await readUntil(events, () => false) // the same stream on B, across the worker's death
-    const progress = after.filter((e) => e.event === 'progress').map((e) => e.data)
+    // Past step 80 (a checkpoint at 60), the next worker is stopped the polite way.
+    const resumed = await readUntil(events, (e) => e.event === 'progress' && e.data.event === 'step' && e.data.step >= 80)
+    const progress = resumed.filter((e) => e.event === 'progress').map((e) => e.data)
     const resume = progress.find((p) => p.event === 'resume')
     t.ok(resume !== undefined, 'the next worker\'s trainer resumed')
     t.ok(resume?.step >= 30 && resume?.step <= reached, `from a checkpoint at or after step 30, not beyond ${reached}`)
     t.comment(`killed after step ${reached}, resumed at ${resume?.step}`)
     const steps = progress.slice(progress.indexOf(resume) + 1).filter((p) => p.event === 'step').map((p) => p.step as number)
     t.equal(steps[0], resume?.step + 1, 'training went on from the checkpoint, not from the start')
-    t.equal(steps.at(-1), 120, 'up to the last step')
-    t.match(after.at(-1), { event: 'status', data: { status: 'succeeded' } }, 'the job succeeded')
+
+    await worker.kill('SIGTERM')
+    t.notOk(trainerRunning(id), 'a stopped worker stops its trainer first')
+    const requeued = await readUntil(events, (e) => e.event === 'status')
+    t.match(requeued.at(-1), { event: 'status', data: { status: 'queued' } }, 'and puts the job back in the queue')
+    worker = await spawnWorker(workerEnv)
+    const last = await readUntil(events, () => false)
+    const lastProgress = last.filter((e) => e.event === 'progress').map((e) => e.data)
+    t.ok(lastProgress.find((p) => p.event === 'resume')?.step >= 60, 'the third worker resumed from the checkpoint at 60 or later')
+    t.equal(lastProgress.filter((p) => p.event === 'step').at(-1)?.step, 120, 'and trained up to the last step')
+    t.match(last.at(-1), { event: 'status', data: { status: 'succeeded' } }, 'the job succeeded')
 
     const job = await (await fetch(`${b.url}/v1/conversions/${id}`)).json() as JobView
     t.equal(job.result?.model, 'tiny-q-resumed')

@@ -50,6 +50,8 @@ export class QueuedConversions implements ConversionJobs {
     this.queue = new Queue(QUEUE_NAME, { connection: this.redis })
     this.subscriber = this.redis.duplicate()
     this.subscriber.on('message', (channel: string, message: string) => { this.received(channel, message) })
+    // ioredis reconnects by itself; without a listener each failed attempt would be an unhandled error.
+    for (const c of [this.redis, this.subscriber]) c.on('error', (err: Error) => { this.log.warn({ err: err.message }, 'redis connection error') })
     this.subscribed = this.subscriber.subscribe(EVENTS_CHANNEL, PUBLISHED_CHANNEL)
     this.subscribed.catch((err: Error) => { this.log.error({ err: err.message }, 'conversion events: cannot subscribe') })
   }

@@ -1,6 +1,7 @@
 // Conversion jobs' records in Redis, shared by every replica and worker: one hash per job (each
 // field JSON, so a writer sets only the fields it changes), a sorted set of ids by creation time,
-// a reservation per model name while a job is active, a cancel request flag, and the channels
+// a reservation per model name while a job is active, a cancel request flag, a count of workers
+// that died running it, and the channels
 // that carry job events, cancel requests and published models to every process.
 import type { Redis } from 'ioredis'
 import { JOB_STATUSES, type Job, type JobStatus } from '../job-store.ts'
@@ -17,6 +18,7 @@ export const PUBLISHED_CHANNEL = 't2r:models:published'
 const jobKey = (id: string): string => `t2r:conversion:${id}`
 const nameKey = (name: string): string => `t2r:conversion-name:${name}`
 const cancelKey = (id: string): string => `t2r:conversion-cancel:${id}`
+const deathsKey = (id: string): string => `t2r:conversion-deaths:${id}`
 const IDS = 't2r:conversions'
 
 export interface ChannelMessage { id: string, event: JobEvent }
@@ -62,7 +64,11 @@ export class JobRecords {
 
   async cancelRequested (id: string): Promise<boolean> { return await this.redis.exists(cancelKey(id)) === 1 }
 
-  async clearCancel (id: string): Promise<void> { await this.redis.del(cancelKey(id)) }
+  /** Counts one more worker that died running job `id`; answers the count. */
+  async countDeath (id: string): Promise<number> { return await this.redis.incr(deathsKey(id)) }
+
+  /** Drops what a job needed only while active: its cancel flag and its count of dead workers. */
+  async clearActive (id: string): Promise<void> { await this.redis.del(cancelKey(id), deathsKey(id)) }
 
   async publish (id: string, event: JobEvent): Promise<void> {
     await this.redis.publish(EVENTS_CHANNEL, JSON.stringify({ id, event } satisfies ChannelMessage))

@@ -27,7 +27,7 @@ export interface WorkerOptions {
   threads: number
   /** A dead worker's job is back in the queue within about twice this. */
   lockMs: number
-  /** Deaths of a worker a job survives before it is failed. */
+  /** Workers that may die running a job before it is failed. */
   maxStalls: number
   log: FastifyBaseLogger
   metrics: WorkerMetrics
@@ -48,6 +48,8 @@ export class ConversionWorker {
     this.records = new JobRecords(this.redis)
     this.subscriber = this.redis.duplicate()
     this.subscriber.on('message', (_channel: string, id: string) => { this.cancelRequested(id) })
+    // ioredis reconnects by itself; without a listener each failed attempt would be an unhandled error.
+    for (const c of [this.redis, this.subscriber]) c.on('error', (err: Error) => { o.log.warn({ err: err.message }, 'redis connection error') })
     this.worker = new Worker<QueuedJobData>(QUEUE_NAME, async (job, token) => { await this.process(job, token) }, {
       // BullMQ's blocking connection must retry forever rather than fail a command.
       connection: new Redis(o.redisUrl, { maxRetriesPerRequest: null }),
@@ -55,11 +57,9 @@ export class ConversionWorker {
       autorun: false,
       lockDuration: o.lockMs,
       stalledInterval: o.lockMs,
-      maxStalledCount: o.maxStalls
-    })
-    // A job that stalled more often than maxStalls is failed by BullMQ: its record says so too.
-    this.worker.on('failed', (job, err) => {
-      if (job !== undefined && !(err instanceof DelayedError)) void this.failStalled(job.data.id, err.message)
+      // BullMQ always requeues a stalled job; process() counts the deaths and fails the job itself,
+      // so its record says why.
+      maxStalledCount: Number.MAX_SAFE_INTEGER
     })
     this.worker.on('error', (err) => { o.log.error({ err: err.message }, 'queue connection error') })
   }
@@ -88,10 +88,17 @@ export class ConversionWorker {
     const current = { id, proc: null as TrainerProcess | null, cancelled: false }
     this.current = current
     try {
+      // Still "running": the worker that had it died (a stopped worker puts it back as "queued").
+      if (job.status === 'running' && await this.records.countDeath(id) > this.o.maxStalls) {
+        await this.finish(id, 'failed', { error: `${this.o.maxStalls + 1} workers died running this job` })
+        return
+      }
       current.cancelled = await this.records.cancelRequested(id)
       const outcome: RunOutcome = current.cancelled ? { status: 'cancelled' } : await this.run(job, current)
       if (outcome.status === 'interrupted') {
         // Back to the queue at once, for this worker's successor or another worker.
+        await this.records.update(id, { status: 'queued' })
+        await this.records.publish(id, { type: 'status', job: (await this.records.get(id))! })
         await bull.moveToDelayed(Date.now(), token)
         throw new DelayedError()
       }
@@ -149,15 +156,10 @@ export class ConversionWorker {
     const now = Date.now()
     await this.records.update(id, { ...fields, status, finished_at: now, eta_s: status === 'succeeded' ? 0 : job.eta_s })
     await this.records.releaseName(job.params.name)
-    await this.records.clearCancel(id)
+    await this.records.clearActive(id)
     await this.records.publish(id, { type: 'status', job: (await this.records.get(id))! })
     this.o.metrics.finished.inc({ status })
     if (job.started_at !== null) this.o.metrics.duration.observe({ status }, (now - job.started_at) / 1000)
     this.o.log.info({ job: id, status }, 'conversion job ended')
-  }
-
-  private async failStalled (id: string, reason: string): Promise<void> {
-    const job = await this.records.get(id)
-    if (job !== undefined && !FINAL_STATUSES.has(job.status)) await this.finish(id, 'failed', { error: `worker lost the job: ${reason}` })
   }
 }
