@@ -1,14 +1,14 @@
 #!/usr/bin/env node
-// The `t2r` command: the compiled CLI (dist/, in the image), or in a checkout its TypeScript
-// sources through tsx.
+// The `t2r` command. In a checkout it runs the TypeScript sources through tsx (never a stale
+// build); where only the compiled tree is installed, dist/.
 import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 
-const compiled = new URL('../dist/cli.js', import.meta.url)
-if (existsSync(fileURLToPath(compiled))) {
-  await import(compiled.href)
-} else {
+const source = new URL('../src/cli.ts', import.meta.url)
+if (existsSync(fileURLToPath(source))) {
   const { register } = await import('tsx/esm/api')
   register()
-  await import(new URL('../src/cli.ts', import.meta.url).href)
+  await import(source.href)
+} else {
+  await import(new URL('../dist/cli.js', import.meta.url).href)
 }
