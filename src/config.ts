@@ -33,8 +33,8 @@ export interface Config {
   maxConnections: number
   /** A model whose recent requests waited longer than this in its queue admits no more for now (429). */
   maxQueueMs: number
-  /** importsDir: where Hugging Face checkpoints a conversion may name (source type hf) live; null = none. */
-  /** dir: every job's folder (data, checkpoints); shared by replicas and workers when jobs are queued. */
+  /** importsDir: where Hugging Face checkpoints a conversion may name (source type hf) live; null = none.
+   * dir: every job's folder (data, checkpoints); shared by replicas and workers when jobs are queued. */
   conversions: { enabled: boolean, maxQueued: number, pythonBin: string, maxCorpusBytes: number, importsDir: string | null, dir: string }
   /** Redis for state shared by replicas (conversion jobs on a BullMQ queue); null = one process. */
   redisUrl: string | null
