@@ -126,8 +126,14 @@ export class QueuedConversions implements ConversionJobs {
     let stop = (): void => {}
     const ended = new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, CANCEL_WAIT_MS)
-      this.watch(id, (e) => { if (e.type === 'status' && FINAL_STATUSES.has(e.job.status)) { clearTimeout(timer); resolve() } })
-        .then((unwatch) => { stop = unwatch }, resolve)
+      const done = (): void => { clearTimeout(timer); resolve() }
+      this.watch(id, (e) => { if (e.type === 'status' && FINAL_STATUSES.has(e.job.status)) done() })
+        .then(async (unwatch) => {
+          stop = unwatch
+          // It may have ended on its own before the watch began.
+          if (FINAL_STATUSES.has((await this.get(id)).status)) done()
+        })
+        .catch(done)
     })
     try {
       await ended
