@@ -72,6 +72,8 @@ t.test('conversions on a queue: any replica answers, a worker runs them', async 
     const onB = await (await fetch(`${b.url}/v1/conversions/${id}`)).json() as JobView
     t.equal(onB.status, 'running', 'B answers the job\'s status')
     t.ok(onB.step > 0, 'with its progress')
+    const all = await (await fetch(`${b.url}/v1/conversions`)).json() as { data: JobView[] }
+    t.ok(all.data.some((j) => j.id === id), 'B lists the job')
 
     const del = await fetch(`${b.url}/v1/conversions/${id}`, { method: 'DELETE' })
     t.equal(del.status, 200, 'B cancels it')
