@@ -78,10 +78,11 @@ COPY trainer/ ./trainer/
 COPY contract/ ./contract/
 # models/ belongs to `node` so conversion jobs can publish into it (--chown: a `chown -R` in a
 # later layer would store the models a second time). /data holds the SQLite database and other
-# runtime state.
+# runtime state. /conversions is where the scale-out profile mounts the job folders that replicas
+# and `t2r worker` share (T2R_CONVERSIONS_DIR); a fresh volume takes this owner.
 COPY --chown=node:node models/ ./models/
-RUN mkdir -p /data \
- && chown node:node /data
+RUN mkdir -p /data /conversions \
+ && chown node:node /data /conversions
 
 ENV PORT=8080 \
     HOST=0.0.0.0 \

@@ -1,6 +1,7 @@
 // Server configuration: defaults, then environment variables, then command-line flags.
 import { isIP } from 'node:net'
 import { availableParallelism } from 'node:os'
+import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { loadApiKeys, type ApiKey } from './auth/keys.ts'
 import { parseOrigins } from './auth/origins.ts'
@@ -23,7 +24,8 @@ export interface Config {
   bodyLimit: number
   sessionTtlSeconds: number
   maxResidentSessions: number
-  /** Sessions live in this Redis, shared by every replica (src/sessions/redis-store.ts); null = on disk. */
+  /** Redis shared by every replica: sessions (src/sessions/redis-store.ts) and conversion jobs on a
+   * BullMQ queue run by `t2r worker` (src/conversions/queue/); null = one process, on disk/SQLite. */
   redisUrl: string | null
   /** How long a session's generation lease lives without renewal (a killed replica's expires after it). */
   sessionLeaseMs: number
@@ -36,8 +38,9 @@ export interface Config {
   maxConnections: number
   /** A model whose recent requests waited longer than this in its queue admits no more for now (429). */
   maxQueueMs: number
-  /** importsDir: where Hugging Face checkpoints a conversion may name (source type hf) live; null = none. */
-  conversions: { enabled: boolean, maxQueued: number, pythonBin: string, maxCorpusBytes: number, importsDir: string | null }
+  /** importsDir: where Hugging Face checkpoints a conversion may name (source type hf) live; null = none.
+   * dir: every job's folder (data, checkpoints); shared by replicas and workers when jobs are queued. */
+  conversions: { enabled: boolean, maxQueued: number, pythonBin: string, maxCorpusBytes: number, importsDir: string | null, dir: string }
   access: AccessConfig
 }
 
@@ -84,6 +87,7 @@ const FLAGS = {
   'max-queued-conversions': { type: 'string', env: 'T2R_MAX_QUEUED_CONVERSIONS' },
   'max-corpus-bytes': { type: 'string', env: 'T2R_MAX_CORPUS_BYTES' },
   'imports-dir': { type: 'string', env: 'T2R_IMPORTS_DIR' },
+  'conversions-dir': { type: 'string', env: 'T2R_CONVERSIONS_DIR' },
   'api-keys-file': { type: 'string', env: 'T2R_API_KEYS_FILE' },
   'cors-origins': { type: 'string', env: 'T2R_CORS_ORIGINS' },
   'ws-origins': { type: 'string', env: 'T2R_WS_ORIGINS' },
@@ -114,6 +118,7 @@ export function loadConfig (argv: string[] = [], env: NodeJS.ProcessEnv = proces
   const threads = get('intra-op-threads')
   const host = get('host') ?? '127.0.0.1'
   const access = accessConfig(get, env)
+  const dataDir = get('data-dir') ?? 'data/server'
   if (access.keys.length === 0 && !isLoopback(host)) {
     throw new Error(`refusing to listen on ${host} without API keys: configure --api-keys-file or T2R_API_KEYS, or listen on 127.0.0.1`)
   }
@@ -121,7 +126,7 @@ export function loadConfig (argv: string[] = [], env: NodeJS.ProcessEnv = proces
     host,
     port: int('port', get('port'), 8080, 0),
     modelsDir: get('models-dir') ?? 'models',
-    dataDir: get('data-dir') ?? 'data/server',
+    dataDir,
     models: (get('models') ?? '').split(',').map((s) => s.trim()).filter(Boolean),
     defaultModel: get('default-model') ?? 'sotu-t2r',
     executionProvider: provider,
@@ -141,7 +146,7 @@ export function loadConfig (argv: string[] = [], env: NodeJS.ProcessEnv = proces
     requestTimeoutMs: int('request timeout seconds', get('request-timeout'), 30, 1) * 1000,
     maxConnections: int('max connections', get('max-connections'), 1024, 1),
     maxQueueMs: int('max queue seconds', get('max-queue-time'), 10, 1) * 1000,
-    conversions: { enabled: get('conversions') !== 'off', maxQueued: int('max queued conversions', get('max-queued-conversions'), 4, 1), pythonBin: get('python') ?? '/usr/bin/python3', maxCorpusBytes: int('max corpus bytes', get('max-corpus-bytes'), 2 * 1024 * 1024, 1), importsDir: get('imports-dir') ?? null },
+    conversions: { enabled: get('conversions') !== 'off', maxQueued: int('max queued conversions', get('max-queued-conversions'), 4, 1), pythonBin: get('python') ?? '/usr/bin/python3', maxCorpusBytes: int('max corpus bytes', get('max-corpus-bytes'), 2 * 1024 * 1024, 1), importsDir: get('imports-dir') ?? null, dir: get('conversions-dir') ?? join(dataDir, 'conversions') },
     access
   }
 }

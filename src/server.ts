@@ -4,7 +4,7 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import type { DestinationStream } from 'pino'
 import { registerApp } from './app.ts'
 import type { Config } from './config.ts'
-import { ConversionService } from './conversions/service.ts'
+import { createConversions } from './conversions/create.ts'
 import { ortBackends } from './engine/engine.ts'
 import { GenerationService } from './generation/service.ts'
 import { loggerOptions } from './http/logging.ts'
@@ -41,7 +41,7 @@ export async function buildServer (config: Config, { logStream }: { logStream?: 
   const registry = new ModelRegistry(config, metrics, app.log, ortBackends(config))
   const sessions = openSessionStore(config, (name) => registry.get(name)?.manifest, app.log)
   const generation = new GenerationService(registry, sessions, metrics, config)
-  const conversions = config.conversions.enabled ? new ConversionService(config, registry, metrics, app.log) : null
+  const conversions = createConversions(config, registry, metrics, app.log)
   const services: AppServices = { config, metrics, registry, sessions, generation, conversions, startedAt: Date.now() }
   await registerApp(app, services)
 
@@ -51,7 +51,7 @@ export async function buildServer (config: Config, { logStream }: { logStream?: 
     services,
     loadModels: async () => {
       await registry.loadAll()
-      conversions?.pump()
+      conversions?.start()
     },
     close: async () => {
       closing ??= (async () => {

@@ -5,7 +5,7 @@ import type { GenerationService } from '../generation/service.ts'
 import type { Metrics } from '../metrics.ts'
 import type { ModelRegistry } from '../models/registry.ts'
 import type { SessionStore } from '../sessions/store.ts'
-import type { ConversionService } from '../conversions/service.ts'
+import type { ConversionJobs } from '../conversions/jobs.ts'
 
 export interface AppServices {
   config: Config
@@ -13,7 +13,7 @@ export interface AppServices {
   registry: ModelRegistry
   sessions: SessionStore
   generation: GenerationService
-  conversions: ConversionService | null
+  conversions: ConversionJobs | null
   startedAt: number
 }
 

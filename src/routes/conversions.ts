@@ -4,6 +4,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type, type TSchema } from '@sinclair/typebox'
 import { RECIPE } from '../contract/recipe.ts'
 import type { Job } from '../conversions/job-store.ts'
+import { FINAL_STATUSES, type JobEvent } from '../conversions/jobs.ts'
 import { requireAdmin } from '../auth/tenant.ts'
 import { unavailable, unprocessable } from '../errors.ts'
 import { SseStream } from '../http/sse.ts'
@@ -33,8 +34,6 @@ const CreateBody = Type.Object({
   processes: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 }))
 }, { additionalProperties: false })
 const IdParams = Type.Object({ id: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }) })
-
-const FINAL = new Set(['succeeded', 'failed', 'cancelled'])
 
 const nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()])
 /** The API's view of a job: what clients see, whatever the store keeps. */
@@ -111,30 +110,41 @@ const conversionRoutes: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.get('/v1/conversions', { schema: { response: { 200: Type.Object({ object: Type.Literal('list'), data: Type.Array(Conversion) }) } } },
-    async () => ({ object: 'list' as const, data: service().list().map(jobView) }))
+    async () => ({ object: 'list' as const, data: (await service().list()).map(jobView) }))
 
-  app.get('/v1/conversions/:id', { schema: { params: IdParams, response: { 200: Conversion } } }, async (request) => jobView(service().get(request.params.id)))
+  app.get('/v1/conversions/:id', { schema: { params: IdParams, response: { 200: Conversion } } }, async (request) => jobView(await service().get(request.params.id)))
 
   app.delete('/v1/conversions/:id', { schema: { params: IdParams, response: { 200: Conversion } } }, async (request) => jobView(await service().cancel(request.params.id)))
 
   app.get('/v1/conversions/:id/events', { schema: { params: IdParams } }, async (request, reply) => {
     const { id } = request.params
     const s = service()
-    const job = s.get(id)
+    // Listening starts before the job is read, so no event between the two is missed; events that
+    // arrive before the first status is sent wait for it.
+    const early: JobEvent[] = []
+    let relay = (e: JobEvent): void => { early.push(e) }
+    const unwatch = await s.watch(id, (e) => { relay(e) })
+    let job: Job
+    try {
+      job = await s.get(id)
+    } catch (err) {
+      unwatch()
+      throw err
+    }
     const sse = new SseStream(request, reply)
+    sse.whenClosed(unwatch)
     sse.open()
     sse.send(jobView(job), 'status')
-    if (FINAL.has(job.status)) { sse.end(); return }
-    const listener = (e: { type: string, job?: Job }): void => {
-      if (e.type === 'status' && e.job !== undefined) {
+    if (FINAL_STATUSES.has(job.status)) { unwatch(); sse.end(); return }
+    relay = (e) => {
+      if (e.type === 'status') {
         sse.send(jobView(e.job), 'status')
-        if (FINAL.has(e.job.status)) { s.off(`job:${id}`, listener); sse.end() }
+        if (FINAL_STATUSES.has(e.job.status)) { unwatch(); sse.end(); relay = () => {} }
       } else {
         sse.send(e, 'progress')
       }
     }
-    s.on(`job:${id}`, listener)
-    sse.whenClosed(() => { s.off(`job:${id}`, listener) })
+    for (const e of early) relay(e)
   })
 }
 

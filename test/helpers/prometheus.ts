@@ -24,10 +24,7 @@ const POLL_MS = 250
 
 /** Starts Prometheus scraping `target` (host:port) as job `job`; resolves once it is ready. */
 export async function startPrometheus (target: string, job: string): Promise<RunningPrometheus> {
-  if (!existsSync(PROMETHEUS_BIN)) throw new Error(`${PROMETHEUS_BIN} is missing: run scripts/setup.sh (it installs Debian's prometheus package)`)
-  const dir = mkdtempSync(join(tmpdir(), 't2r-prometheus-'))
-  const config = join(dir, 'prometheus.yml')
-  writeFileSync(config, [
+  const config = [
     'global:',
     '  scrape_interval: 1s',
     '  evaluation_interval: 1s',
@@ -38,7 +35,16 @@ export async function startPrometheus (target: string, job: string): Promise<Run
     '    static_configs:',
     `      - targets: [${JSON.stringify(target)}]`,
     ''
-  ].join('\n'))
+  ].join('\n')
+  return await startPrometheusWith(config, `up{job=${JSON.stringify(job)}}`, (r) => r.length === 1 && r[0].value[1] === '1', `successful scrape of ${target}`)
+}
+
+/** Starts Prometheus on the given configuration; resolves once `readyExpr` satisfies `ready`. */
+export async function startPrometheusWith (configText: string, readyExpr: string, ready: (result: PromSample[]) => boolean, what: string): Promise<RunningPrometheus> {
+  if (!existsSync(PROMETHEUS_BIN)) throw new Error(`${PROMETHEUS_BIN} is missing: run scripts/setup.sh (it installs Debian's prometheus package)`)
+  const dir = mkdtempSync(join(tmpdir(), 't2r-prometheus-'))
+  const config = join(dir, 'prometheus.yml')
+  writeFileSync(config, configText)
   const port = await freePort()
   const url = `http://127.0.0.1:${port}`
   const child = spawn(PROMETHEUS_BIN, [
@@ -83,7 +89,7 @@ export async function startPrometheus (target: string, job: string): Promise<Run
   }
 
   try {
-    await until(`up{job=${JSON.stringify(job)}}`, (r) => r.length === 1 && r[0].value[1] === '1', `successful scrape of ${target}`)
+    await until(readyExpr, ready, what)
   } catch (err) {
     await stop()
     throw err
