@@ -10,7 +10,7 @@ import { Queue, type Job as BullJob } from 'bullmq'
 import type { FastifyBaseLogger } from 'fastify'
 import { Redis } from 'ioredis'
 import type { Config } from '../../config.ts'
-import { conflict, notFound, overloaded } from '../../errors.ts'
+import { conflict, notFound, overloaded, UnavailableError } from '../../errors.ts'
 import type { Metrics } from '../../metrics.ts'
 import type { ModelRegistry } from '../../models/registry.ts'
 import { JOB_STATUSES, type Job } from '../job-store.ts'
@@ -45,7 +45,8 @@ export class QueuedConversions implements ConversionJobs {
     this.root = resolve(config.conversions.dir)
     mkdirSync(this.root, { recursive: true })
     this.preparer = new JobPreparer(config, registry, this.root)
-    this.redis = new Redis(redisUrl)
+    // Fail fast while Redis is away (a 503 now, see viaRedis) instead of retrying each command 20 times.
+    this.redis = new Redis(redisUrl, { maxRetriesPerRequest: 1 })
     this.records = new JobRecords(this.redis)
     this.queue = new Queue(QUEUE_NAME, { connection: this.redis })
     this.subscriber = this.redis.duplicate()
@@ -56,15 +57,17 @@ export class QueuedConversions implements ConversionJobs {
     this.subscribed.catch((err: Error) => { this.log.error({ err: err.message }, 'conversion events: cannot subscribe') })
   }
 
-  async list (): Promise<Job[]> { return await this.records.list() }
+  async list (): Promise<Job[]> { return await viaRedis(async () => await this.records.list()) }
 
   async get (id: string): Promise<Job> {
-    const job = await this.records.get(id)
+    const job = await viaRedis(async () => await this.records.get(id))
     if (job === undefined) throw notFound(`conversion ${id} not found`, 'id')
     return job
   }
 
-  async submit (req: ConversionRequest): Promise<Job> {
+  async submit (req: ConversionRequest): Promise<Job> { return await viaRedis(async () => await this.submitNow(req)) }
+
+  private async submitNow (req: ConversionRequest): Promise<Job> {
     this.preparer.check(req)
     if (this.preparer.modelExists(req.name)) throw conflict(`model ${req.name} already exists`, 'name')
     // The bound is counted across replicas but not taken atomically: two replicas submitting at
@@ -91,7 +94,9 @@ export class QueuedConversions implements ConversionJobs {
     return job
   }
 
-  async cancel (id: string): Promise<Job> {
+  async cancel (id: string): Promise<Job> { return await viaRedis(async () => await this.cancelNow(id)) }
+
+  private async cancelNow (id: string): Promise<Job> {
     const job = await this.get(id)
     if (FINAL_STATUSES.has(job.status)) throw conflict(`conversion ${id} is already ${job.status}`, 'id')
     // A job no worker holds (waiting, or back in the queue after its worker died) is taken out of
@@ -174,5 +179,18 @@ async function removed (job: BullJob): Promise<boolean> {
     return true
   } catch {
     return false // locked by a worker
+  }
+}
+
+/** Redis itself failing (not a domain answer) is a 503 for the request that needed it, never a 500. */
+async function viaRedis<T> (op: () => Promise<T>): Promise<T> {
+  try {
+    return await op()
+  } catch (err) {
+    const e = err as Error
+    if (e.name === 'MaxRetriesPerRequestError' || /Connection is closed|ECONNREFUSED|Stream isn't writeable/.test(e.message)) {
+      throw new UnavailableError(`conversion queue unavailable: Redis did not answer (${e.message})`)
+    }
+    throw err
   }
 }
