@@ -7,28 +7,10 @@ import json
 
 import numpy as np
 import torch
-import torch.nn as nn
 
 from .contract import ONNX_IO, check, resolve_shape, state_tensors
 from .model import Transformer
-
-
-class StepGraph(nn.Module):
-    """The exported step: (input_ids, position_offset, state a, state b) -> (last logits, a', b').
-
-    For T2R the state is (S, z); for softmax it is the KV cache (keys, values), grown by seq."""
-
-    def __init__(self, model: Transformer):
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids, position_offset, state_a, state_b):
-        caches = [(state_a[i], state_b[i]) for i in range(self.model.cfg.layers)]
-        logits, new = self.model(input_ids, position_offset, caches, last_only=True)
-        last = logits[:, -1, :]
-        # logsumexp (onnx-io.json's extra output): the server gets log-probabilities without an exp
-        # over the vocabulary per token in JavaScript.
-        return last, torch.stack([c[0] for c in new]), torch.stack([c[1] for c in new]), torch.logsumexp(last, dim=-1)
+from .step_graph import StepGraph
 
 
 def empty_state(model: Transformer, batch: int, past: int = 0) -> list[torch.Tensor]:

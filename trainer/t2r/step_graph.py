@@ -1,0 +1,169 @@
+"""The exported step (contract/onnx-io.json): the Transformer's forward rewritten for ONNX Runtime's
+per-kernel cost, computing the same function (parity.json checks it against model.py's forward).
+
+A decoding step at this model size is ~400 small kernels whose launch cost outweighs their
+arithmetic (issue 8), so the graph is built for few kernels:
+
+- one MatMul per layer for q, k, v and the RoPE partners of q and k: RoPE rotates pairs
+  (x[2i], x[2i+1]) -> (x[2i] cos - x[2i+1] sin, x[2i+1] cos + x[2i] sin) = x * cos + R(x) * sin, where R
+  is a signed permutation of rows, so R(W h + b) = (R W) h + R b is one more block of the same weight
+  and RoPE becomes two Muls and an Add on q and k together;
+- cos/sin computed once per step, already interleaved and tiled to the width of [q | k];
+- the T2R feature map of every q and k head as one batched MatMul + Add + Relu;
+- one MatMul for SwiGLU's gate and up projections.
+
+Weights stay plain MatMul nodes with initializer weights (a post-export quantization pass finds them).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .model import EPS, Transformer, rope_frequencies
+
+
+def _rope_partner(w: torch.Tensor) -> torch.Tensor:
+    """Rows (or bias entries) of R W: row 2i is -W[2i+1], row 2i+1 is W[2i]."""
+    pairs = w.reshape(w.shape[0] // 2, 2, *w.shape[1:])
+    return torch.stack((-pairs[:, 1], pairs[:, 0]), dim=1).reshape(w.shape)
+
+
+def _linear_parts(linears: list[nn.Linear], partners: list[bool]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """[in, sum(out)] weight (and bias) of the Linears side by side, then the RoPE partners of those marked."""
+    ws = [l.weight for l in linears] + [_rope_partner(l.weight) for l, p in zip(linears, partners) if p]
+    w = torch.cat(ws, dim=0).t().contiguous()
+    if linears[0].bias is None:
+        return w, None
+    bs = [l.bias for l in linears] + [_rope_partner(l.bias) for l, p in zip(linears, partners) if p]
+    return w, torch.cat(bs)
+
+
+class StepLayer(nn.Module):
+    def __init__(self, block, rope: bool):
+        super().__init__()
+        a = block.attn
+        self.attn_norm, self.ffn_norm, self.wo, self.ffn = block.attn_norm, block.ffn_norm, a.wo, block.ffn
+        self.kind, self.heads, self.kv_heads, self.head_dim, self.group = a.kind, a.heads, a.kv_heads, a.head_dim, a.group
+        w, b = _linear_parts([a.wq, a.wk, a.wv], [rope, rope, False])
+        self.qkv_weight = nn.Parameter(w, requires_grad=False)
+        self.qkv_bias = None if b is None else nn.Parameter(b, requires_grad=False)
+        self.rope = rope
+        if a.feature_map is not None:
+            # Per (query or key) head: its key/value head's map, as [heads + kv_heads, head_dim, F].
+            maps = a.feature_map.weight.transpose(1, 2)
+            bias = a.feature_map.bias
+            per_q = torch.arange(self.heads) // self.group
+            self.fm_weight = nn.Parameter(torch.cat([maps[per_q], maps]), requires_grad=False)
+            self.fm_bias = nn.Parameter(torch.cat([bias[per_q], bias]).unsqueeze(1), requires_grad=False)
+        self.gate_up = None
+        if block.ffn.kind == "swiglu":
+            w, b = _linear_parts([block.ffn.w1, block.ffn.w3], [False, False])
+            self.gate_up = nn.Parameter(w, requires_grad=False)
+            self.gate_up_bias = None if b is None else nn.Parameter(b, requires_grad=False)
+
+    def features(self, qk: torch.Tensor) -> torch.Tensor:
+        """[B, T, heads + kv_heads, D] -> [B, T, heads + kv_heads, F]."""
+        if self.kind == "elu":
+            return F.elu(qk) + 1.0
+        return F.relu(qk.unsqueeze(-2) @ self.fm_weight + self.fm_bias).squeeze(-2)
+
+    def forward(self, x, cos, sin, mask, state_a, state_b):
+        B, T, _ = x.shape
+        H, Hkv, D = self.heads, self.kv_heads, self.head_dim
+        proj = self.attn_norm(x) @ self.qkv_weight
+        if self.qkv_bias is not None:
+            proj = proj + self.qkv_bias
+        qk_width = (H + Hkv) * D
+        if self.rope:
+            qk, v, partner = proj.split([qk_width, Hkv * D, qk_width], dim=-1)
+            qk = qk * cos + partner * sin
+        else:
+            qk, v = proj.split([qk_width, Hkv * D], dim=-1)
+        qk = qk.reshape(B, T, H + Hkv, D)
+        v = v.reshape(B, T, Hkv, D).transpose(1, 2)
+        if self.kind == "softmax":
+            q, k = qk.transpose(1, 2).split([H, Hkv], dim=1)
+            k = torch.cat([state_a, k], dim=2)
+            v = torch.cat([state_b, v], dim=2)
+            out = self.softmax_attention(q, k, v, mask)
+            new_a, new_b = k, v
+        else:
+            fq, fk = self.features(qk).transpose(1, 2).split([H, Hkv], dim=1)
+            out, new_a, new_b = self.linear_attention(fq, fk, v, mask, state_a, state_b)
+        x = x + self.wo(out.transpose(1, 2).reshape(B, T, H * D))
+        h = self.ffn_norm(x)
+        if self.gate_up is None:
+            return x + self.ffn(h), new_a, new_b
+        gu = h @ self.gate_up
+        if self.gate_up_bias is not None:
+            gu = gu + self.gate_up_bias
+        gate, up = gu.chunk(2, dim=-1)
+        return x + self.ffn.w2(F.silu(gate) * up), new_a, new_b
+
+    def repeat(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, kv_heads, ...] -> [B, heads, ...] (grouped-query attention)."""
+        if self.group == 1:
+            return x
+        return x.unsqueeze(2).expand(-1, -1, self.group, *[-1] * (x.dim() - 2)).flatten(1, 2)
+
+    def softmax_attention(self, q, k, v, mask):
+        scores = (q @ self.repeat(k).transpose(-1, -2)) / math.sqrt(self.head_dim) + mask
+        return torch.softmax(scores, dim=-1) @ self.repeat(v)
+
+    def linear_attention(self, fq, fk, v, mask, state_kv, state_k):
+        """model.linear_attention with the causal mask given (0/1, made once per step)."""
+        scores = (fq @ self.repeat(fk).transpose(-1, -2)) * mask
+        num = scores @ self.repeat(v) + fq @ self.repeat(state_kv)
+        den = scores.sum(-1) + (fq @ self.repeat(state_k).unsqueeze(-1)).squeeze(-1)
+        out = num / torch.clamp(den, min=EPS).unsqueeze(-1)
+        return out, state_kv + fk.transpose(-1, -2) @ v, state_k + fk.sum(2)
+
+
+class StepGraph(nn.Module):
+    """(input_ids, position_offset, state a, state b) -> (last logits, a', b', logsumexp).
+
+    For T2R the state is (S, z); for softmax it is the KV cache (keys, values), grown by seq."""
+
+    def __init__(self, model: Transformer):
+        super().__init__()
+        cfg = model.cfg
+        self.model = model
+        self.softmax = cfg.attention == "softmax"
+        rope = cfg.positions == "rope"
+        self.layers = nn.ModuleList(StepLayer(b, rope) for b in model.blocks)
+        self.inv_freq = None
+        if rope:
+            # [q | k] width, each head's pairs sharing one frequency: cos/sin come out ready to multiply.
+            self.inv_freq = rope_frequencies(cfg).repeat_interleave(2).repeat(cfg.heads + cfg.kv_heads)
+
+    def forward(self, input_ids, position_offset, state_a, state_b):
+        m = self.model
+        B, T = input_ids.shape
+        positions = position_offset.unsqueeze(1) + torch.arange(T).unsqueeze(0)
+        x = m.embed(input_ids)
+        cos = sin = None
+        if self.inv_freq is not None:
+            angles = positions.to(torch.float32).unsqueeze(-1) * self.inv_freq
+            cos, sin = torch.cos(angles), torch.sin(angles)
+        else:
+            x = x + m.pos_embed(positions)
+        past = state_a.shape[3] if self.softmax else 0
+        # Query i (the last T of past + T positions) sees key j <= past + i.
+        allowed = torch.arange(past + T).unsqueeze(0) <= (torch.arange(T) + past).unsqueeze(1)
+        if self.softmax:
+            mask = torch.zeros(T, past + T).masked_fill(~allowed, float("-inf"))
+        else:
+            mask = allowed.to(torch.float32)
+        new_a, new_b = [], []
+        for i, layer in enumerate(self.layers):
+            x, a, b = layer(x, cos, sin, mask, state_a[i], state_b[i])
+            new_a.append(a)
+            new_b.append(b)
+        x = m.norm(x[:, -1, :])
+        last = x @ m.embed.weight.t() if m.head is None else m.head(x)
+        # logsumexp (onnx-io.json's extra output): the server gets log-probabilities without an exp
+        # over the vocabulary per token in JavaScript.
+        return last, torch.stack(new_a), torch.stack(new_b), torch.logsumexp(last, dim=-1)
