@@ -31,6 +31,13 @@ export function cudaMissing (): string | null {
   return null
 }
 
+/** The folder's one-token-per-row step graph (decode.onnx beside model.onnx), if it has one: the
+ * engine runs decoding steps through it and prefill through model.onnx (docs/design.md §7). */
+export function decodeGraphPath (modelPath: string): string | null {
+  const path = join(dirname(modelPath), 'decode.onnx')
+  return existsSync(path) ? path : null
+}
+
 export async function createSession (modelPath: string, runtime: RuntimeOptions): Promise<ort.InferenceSession> {
   const options: ort.InferenceSession.SessionOptions = {
     intraOpNumThreads: runtime.intraOpThreads,

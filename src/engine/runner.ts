@@ -11,13 +11,20 @@ import type { Sequence } from './sequence.ts'
 
 type Outputs = ort.InferenceSession.OnnxValueMapType
 
+/** The step graph (any number of tokens per row) and the graph for one token per row: decode.onnx
+ * where the model folder has it, else the same session. */
+export interface StepSessions {
+  step: ort.InferenceSession
+  decode: ort.InferenceSession
+}
+
 export class StepRunner {
   readonly scheduler: DecodeScheduler<Sequence>
   private readonly batch: DecodeBatch<Sequence>
   private readonly recurrent: boolean
   private readonly vocab: number
 
-  constructor (private readonly session: ort.InferenceSession, private readonly manifest: Manifest, options: { maxBatch: number, prefillChunk: number }) {
+  constructor (private readonly sessions: StepSessions, private readonly manifest: Manifest, options: { maxBatch: number, prefillChunk: number }) {
     this.recurrent = manifest.architecture !== 'softmax'
     this.vocab = manifest.vocab_size
     // A softmax KV cache grows per sequence: those decode one at a time.
@@ -55,8 +62,9 @@ export class StepRunner {
   /** One sequence alone through the graph; samples its next token if `sample`. */
   private async runAlone (seq: Sequence, ids: number[], sample: boolean, events: SeqEvent[]): Promise<void> {
     let out: Outputs
+    const session = ids.length === 1 ? this.sessions.decode : this.sessions.step
     try {
-      out = await this.session.run(this.tensors(stepFeeds(this.manifest.state, [ids], [seq.position], seq.state!)))
+      out = await session.run(this.tensors(stepFeeds(this.manifest.state, [ids], [seq.position], seq.state!)))
     } catch (err) {
       this.end(seq, events, { error: `model run failed: ${(err as Error).message}` })
       return
@@ -70,7 +78,7 @@ export class StepRunner {
     const state = this.batch.stateFor(seqs)
     let out: Outputs
     try {
-      out = await this.session.run(this.tensors(stepFeeds(this.manifest.state, seqs.map((s) => [s.decodeInput()]), seqs.map((s) => s.position), state)))
+      out = await this.sessions.decode.run(this.tensors(stepFeeds(this.manifest.state, seqs.map((s) => [s.decodeInput()]), seqs.map((s) => s.position), state)))
     } catch {
       // The batch failed as a whole: run each row alone, so only the row that cannot run fails.
       this.batch.release()

@@ -2,7 +2,7 @@
 // ONNX Runtime session (whose run blocks this thread). Every step's token events go to the main
 // thread in one message; a finished sequence's state travels back as transferred buffers.
 import { parentPort, workerData } from 'node:worker_threads'
-import { createSession } from './ort-session.ts'
+import { createSession, decodeGraphPath } from './ort-session.ts'
 import type { FromWorker, SeqEvent, ToWorker, WorkerInit } from './protocol.ts'
 import { StepRunner } from './runner.ts'
 import { Sequence } from './sequence.ts'
@@ -96,11 +96,14 @@ function onMessage (runner: StepRunner, msg: ToWorker): void {
 
 try {
   const session = await createSession(init.modelPath, init.runtime)
-  const runner = new StepRunner(session, init.manifest, init.runtime)
+  const decodePath = decodeGraphPath(init.modelPath)
+  const decodeSession = decodePath === null ? session : await createSession(decodePath, init.runtime)
+  const runner = new StepRunner({ step: session, decode: decodeSession }, init.manifest, init.runtime)
   port.on('message', (msg: ToWorker) => { onMessage(runner, msg) })
   port.postMessage({ type: 'ready', inputs: [...session.inputNames], outputs: [...session.outputNames] } satisfies FromWorker)
   await loop(runner)
   await session.release()
+  if (decodeSession !== session) await decodeSession.release()
   // Nothing keeps the thread alive once the port closes: it ends on its own, after the release.
   port.close()
 } catch (err) {

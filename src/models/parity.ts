@@ -1,9 +1,11 @@
 // Checks an ONNX export in the runtime that serves it against the reference logits the trainer
 // wrote (parity.json): the whole sequence in one call, then token by token (T2R: the state after
-// both paths must agree too). This is how prefill and decode are proven to share one graph.
+// both paths must agree too). This is how prefill and decode are proven to compute the same
+// function; token by token runs through decode.onnx where the folder has one (what the engine decodes with).
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import ort from 'onnxruntime-node'
+import { decodeGraphPath } from '../engine/ort-session.ts'
 import { LOGITS_REFERENCE, ONNX_NAMES, stateTensorsFor } from '../contract/onnx-io.ts'
 import type { ParityReference } from '../contract/schemas.ts'
 import { parityContract } from '../contract/validate.ts'
@@ -11,6 +13,8 @@ import { parseManifest, stateElements, stateShape, type Manifest } from './manif
 
 export interface ParityReport {
   tokens: number
+  /** Whether token by token ran through the folder's decode.onnx (else through model.onnx). */
+  decodeGraph: boolean
   /** max |Δlogit| of the one-call run's last position vs PyTorch. */
   fullMaxDiff: number
   /** max |Δlogit| over every position when fed one token at a time. */
@@ -59,13 +63,15 @@ export async function checkParity (dir: string): Promise<ParityReport> {
   const V = ref.vocab_size
   const ids = ref.input_ids
   const session = await ort.InferenceSession.create(join(dir, 'model.onnx'), { intraOpNumThreads: 1 })
+  const decodePath = decodeGraphPath(join(dir, 'model.onnx'))
+  const decode = decodePath === null ? session : await ort.InferenceSession.create(decodePath, { intraOpNumThreads: 1 })
   try {
     const full = await session.run(feeds(manifest, ids, 0, zeroState(manifest)))
     const fullMaxDiff = maxDiff(full[ONNX_NAMES.logits].data as Float32Array, logits, (ids.length - 1) * V, V)
     let state = zeroState(manifest)
     let stepwiseMaxDiff = 0
     for (let t = 0; t < ids.length; t++) {
-      const out = await session.run(feeds(manifest, [ids[t]], t, state))
+      const out = await decode.run(feeds(manifest, [ids[t]], t, state))
       stepwiseMaxDiff = Math.max(stepwiseMaxDiff, maxDiff(out[ONNX_NAMES.logits].data as Float32Array, logits, t * V, V))
       state = manifest.state.map((s) => out[s.output])
     }
@@ -79,9 +85,10 @@ export async function checkParity (dir: string): Promise<ParityReport> {
         referenceStateMaxDiff = Math.max(...refs.map((r, i) => maxDiff(full[manifest.state[i].output].data as Float32Array, r)))
       }
     }
-    return { tokens: ids.length, fullMaxDiff, stepwiseMaxDiff, stateMaxDiff, referenceStateMaxDiff }
+    return { tokens: ids.length, decodeGraph: decode !== session, fullMaxDiff, stepwiseMaxDiff, stateMaxDiff, referenceStateMaxDiff }
   } finally {
     await session.release()
+    if (decode !== session) await decode.release()
   }
 }
 

@@ -32,22 +32,26 @@ def state_spec(model: Transformer) -> list[dict]:
              "growing_axis": t["growing_axis"]} for t in state_tensors(model.cfg.attention)]
 
 
-def _dynamic_axes(tensors: list[dict]) -> dict:
-    return {t["name"]: {axis: d for axis, d in enumerate(t["shape"]) if d in ONNX_IO["dynamic_axes"]} for t in tensors}
+def _dynamic_axes(tensors: list[dict], fixed: tuple[str, ...] = ()) -> dict:
+    return {t["name"]: {axis: d for axis, d in enumerate(t["shape"]) if d in ONNX_IO["dynamic_axes"] and d not in fixed}
+            for t in tensors}
 
 
-def export_onnx(model: Transformer, path: str) -> None:
+def export_onnx(model: Transformer, path: str, decode: bool = False) -> None:
+    """The step graph (contract/onnx-io.json) at `path`; `decode`: its one-token-per-row form (seq
+    fixed at 1, decode.onnx), which the engine runs for decoding steps when the folder has it."""
     model.eval()
-    ids = torch.tensor([[1, 2, 3]], dtype=torch.long)
+    ids = torch.tensor([[1]] if decode else [[1, 2, 3]], dtype=torch.long)
     offset = torch.tensor([2], dtype=torch.long)
     state = state_tensors(model.cfg.attention)
     # Softmax: a cache of 2 past tokens, so the traced graph keeps the past axis dynamic.
     a, b = empty_state(model, 1, past=2)
     state_outputs = [{"name": t["output"], "shape": t["output_shape"]} for t in state]
     outputs = ONNX_IO["outputs"] + state_outputs + ONNX_IO["extra_outputs"]
-    dynamic = {**_dynamic_axes(ONNX_IO["inputs"]), **_dynamic_axes(state), **_dynamic_axes(outputs)}
+    fixed = ("seq",) if decode else ()
+    dynamic = {**_dynamic_axes(ONNX_IO["inputs"], fixed), **_dynamic_axes(state), **_dynamic_axes(outputs)}
     with torch.no_grad():
-        torch.onnx.export(StepGraph(model), (ids, offset, a, b), path, opset_version=ONNX_IO["opset"],
+        torch.onnx.export(StepGraph(model, decode), (ids, offset, a, b), path, opset_version=ONNX_IO["opset"],
                           input_names=[t["name"] for t in ONNX_IO["inputs"] + state],
                           output_names=[t["name"] for t in outputs], dynamic_axes=dynamic, do_constant_folding=True)
 
@@ -69,6 +73,12 @@ def reference(model: Transformer, ids: list[int]) -> dict:
         if t["reference"] is not None:
             out[t["reference"]] = _b64(torch.stack([c[i] for c in caches])[:, 0].numpy())
     return out
+
+
+def seeded_ids(vocab_size: int, count: int) -> list[int]:
+    """Token ids for a parity reference where no text is at hand (an import, a rebuild from a checkpoint):
+    the same ids for the same vocabulary size every time."""
+    return torch.randint(0, vocab_size, (count,), generator=torch.Generator().manual_seed(0)).tolist()
 
 
 def write_reference(model: Transformer, ids: list[int], path: str) -> None:

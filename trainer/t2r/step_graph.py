@@ -51,6 +51,7 @@ class StepLayer(nn.Module):
         self.qkv_weight = nn.Parameter(w, requires_grad=False)
         self.qkv_bias = None if b is None else nn.Parameter(b, requires_grad=False)
         self.rope = rope
+        self.feature_dim = a.cfg.state_feature_dim()
         if a.feature_map is not None:
             # Per (query or key) head: its key/value head's map, as [heads + kv_heads, head_dim, F].
             maps = a.feature_map.weight.transpose(1, 2)
@@ -65,43 +66,72 @@ class StepLayer(nn.Module):
             self.gate_up_bias = None if b is None else nn.Parameter(b, requires_grad=False)
 
     def features(self, qk: torch.Tensor) -> torch.Tensor:
-        """[B, T, heads + kv_heads, D] -> [B, T, heads + kv_heads, F]."""
+        """[B, heads + kv_heads, T, D] -> [B, heads + kv_heads, T, F]."""
         if self.kind == "elu":
             return F.elu(qk) + 1.0
-        return F.relu(qk.unsqueeze(-2) @ self.fm_weight + self.fm_bias).squeeze(-2)
+        return F.relu(qk @ self.fm_weight + self.fm_bias)
 
-    def forward(self, x, cos, sin, mask, state_a, state_b):
-        B, T, _ = x.shape
-        H, Hkv, D = self.heads, self.kv_heads, self.head_dim
+    def project(self, x, cos, sin):
+        """[..., dim] -> RoPE'd [q | k] [..., (heads + kv_heads) * D] and v [..., kv_heads * D]."""
         proj = self.attn_norm(x) @ self.qkv_weight
         if self.qkv_bias is not None:
             proj = proj + self.qkv_bias
-        qk_width = (H + Hkv) * D
-        if self.rope:
-            qk, v, partner = proj.split([qk_width, Hkv * D, qk_width], dim=-1)
-            qk = qk * cos + partner * sin
-        else:
-            qk, v = proj.split([qk_width, Hkv * D], dim=-1)
-        qk = qk.reshape(B, T, H + Hkv, D)
+        qk_width = (self.heads + self.kv_heads) * self.head_dim
+        if not self.rope:
+            return proj.split([qk_width, self.kv_heads * self.head_dim], dim=-1)
+        qk, v, partner = proj.split([qk_width, self.kv_heads * self.head_dim, qk_width], dim=-1)
+        return qk * cos + partner * sin, v
+
+    def finish(self, x, attended):
+        """The residual stream after attention's output [..., heads * D] and the MLP."""
+        x = x + self.wo(attended)
+        h = self.ffn_norm(x)
+        if self.gate_up is None:
+            return x + self.ffn(h)
+        gu = h @ self.gate_up
+        if self.gate_up_bias is not None:
+            gu = gu + self.gate_up_bias
+        gate, up = gu.split([self.gate_up.shape[1] // 2] * 2, dim=-1)
+        return x + self.ffn.w2(F.silu(gate) * up)
+
+    def forward(self, x, cos, sin, mask, state_a, state_b):
+        """Any number of tokens per row: x [B, T, dim]."""
+        B, T, _ = x.shape
+        H, Hkv, D = self.heads, self.kv_heads, self.head_dim
+        qk, v = self.project(x, cos, sin)
+        qk = qk.reshape(B, T, H + Hkv, D).transpose(1, 2)
         v = v.reshape(B, T, Hkv, D).transpose(1, 2)
         if self.kind == "softmax":
-            q, k = qk.transpose(1, 2).split([H, Hkv], dim=1)
+            q, k = qk.split([H, Hkv], dim=1)
             k = torch.cat([state_a, k], dim=2)
             v = torch.cat([state_b, v], dim=2)
             out = self.softmax_attention(q, k, v, mask)
             new_a, new_b = k, v
         else:
-            fq, fk = self.features(qk).transpose(1, 2).split([H, Hkv], dim=1)
+            fq, fk = self.features(qk).split([H, Hkv], dim=1)
             out, new_a, new_b = self.linear_attention(fq, fk, v, mask, state_a, state_b)
-        x = x + self.wo(out.transpose(1, 2).reshape(B, T, H * D))
-        h = self.ffn_norm(x)
-        if self.gate_up is None:
-            return x + self.ffn(h), new_a, new_b
-        gu = h @ self.gate_up
-        if self.gate_up_bias is not None:
-            gu = gu + self.gate_up_bias
-        gate, up = gu.chunk(2, dim=-1)
-        return x + self.ffn.w2(F.silu(gate) * up), new_a, new_b
+        return self.finish(x, out.transpose(1, 2).reshape(B, T, H * D)), new_a, new_b
+
+    def decode(self, x, cos, sin, state_a, state_b):
+        """One token per row: x [B, dim]. Every reshape has constant sizes and nothing is masked, so
+        the graph is a fraction of forward's kernels (the recurrence in its sequential form:
+        S' = S + phi(k) v^T, z' = z + phi(k), out = phi(q) S' / phi(q) z')."""
+        H, Hkv, D = self.heads, self.kv_heads, self.head_dim
+        qk, v = self.project(x, cos, sin)
+        qk = qk.reshape(-1, H + Hkv, 1, D)
+        v = v.reshape(-1, Hkv, 1, D)
+        if self.kind == "softmax":
+            q, k = qk.split([H, Hkv], dim=1)
+            new_a = torch.cat([state_a, k], dim=2)
+            new_b = torch.cat([state_b, v], dim=2)
+            out = self.softmax_attention(q, new_a, new_b)
+        else:
+            fq, fk = self.features(qk).split([H, Hkv], dim=1)
+            new_a = state_a + fk.reshape(-1, Hkv, self.feature_dim, 1) @ v
+            new_b = state_b + fk.reshape(-1, Hkv, self.feature_dim)
+            den = fq @ self.repeat(new_b.reshape(-1, Hkv, self.feature_dim, 1))
+            out = (fq @ self.repeat(new_a)) / torch.clamp(den, min=EPS)
+        return self.finish(x, out.reshape(-1, H * D)), new_a, new_b
 
     def repeat(self, x: torch.Tensor) -> torch.Tensor:
         """[B, kv_heads, ...] -> [B, heads, ...] (grouped-query attention)."""
@@ -109,8 +139,10 @@ class StepLayer(nn.Module):
             return x
         return x.unsqueeze(2).expand(-1, -1, self.group, *[-1] * (x.dim() - 2)).flatten(1, 2)
 
-    def softmax_attention(self, q, k, v, mask):
-        scores = (q @ self.repeat(k).transpose(-1, -2)) / math.sqrt(self.head_dim) + mask
+    def softmax_attention(self, q, k, v, mask=None):
+        scores = (q @ self.repeat(k).transpose(-1, -2)) / math.sqrt(self.head_dim)
+        if mask is not None:
+            scores = scores + mask
         return torch.softmax(scores, dim=-1) @ self.repeat(v)
 
     def linear_attention(self, fq, fk, v, mask, state_kv, state_k):
@@ -125,12 +157,15 @@ class StepLayer(nn.Module):
 class StepGraph(nn.Module):
     """(input_ids, position_offset, state a, state b) -> (last logits, a', b', logsumexp).
 
-    For T2R the state is (S, z); for softmax it is the KV cache (keys, values), grown by seq."""
+    For T2R the state is (S, z); for softmax it is the KV cache (keys, values), grown by seq.
+    `decode`: the graph for one token per row (input_ids [batch, 1]), the engine's decoding step;
+    otherwise any number of tokens per row (prefill, and decode where no decode graph exists)."""
 
-    def __init__(self, model: Transformer):
+    def __init__(self, model: Transformer, decode: bool = False):
         super().__init__()
         cfg = model.cfg
         self.model = model
+        self.decode = decode
         self.softmax = cfg.attention == "softmax"
         rope = cfg.positions == "rope"
         self.layers = nn.ModuleList(StepLayer(b, rope) for b in model.blocks)
@@ -141,29 +176,39 @@ class StepGraph(nn.Module):
 
     def forward(self, input_ids, position_offset, state_a, state_b):
         m = self.model
-        B, T = input_ids.shape
-        positions = position_offset.unsqueeze(1) + torch.arange(T).unsqueeze(0)
-        x = m.embed(input_ids)
+        if self.decode:
+            positions = position_offset
+            x = m.embed(input_ids.reshape(-1))
+        else:
+            T = input_ids.shape[1]
+            positions = position_offset.unsqueeze(1) + torch.arange(T).unsqueeze(0)
+            x = m.embed(input_ids)
         cos = sin = None
         if self.inv_freq is not None:
             angles = positions.to(torch.float32).unsqueeze(-1) * self.inv_freq
             cos, sin = torch.cos(angles), torch.sin(angles)
         else:
             x = x + m.pos_embed(positions)
-        past = state_a.shape[3] if self.softmax else 0
-        # Query i (the last T of past + T positions) sees key j <= past + i.
-        allowed = torch.arange(past + T).unsqueeze(0) <= (torch.arange(T) + past).unsqueeze(1)
-        if self.softmax:
-            mask = torch.zeros(T, past + T).masked_fill(~allowed, float("-inf"))
-        else:
-            mask = allowed.to(torch.float32)
+        mask = None if self.decode else self.causal_mask(T, state_a)
         new_a, new_b = [], []
         for i, layer in enumerate(self.layers):
-            x, a, b = layer(x, cos, sin, mask, state_a[i], state_b[i])
+            if self.decode:
+                x, a, b = layer.decode(x, cos, sin, state_a[i], state_b[i])
+            else:
+                x, a, b = layer(x, cos, sin, mask, state_a[i], state_b[i])
             new_a.append(a)
             new_b.append(b)
-        x = m.norm(x[:, -1, :])
+        x = m.norm(x if self.decode else x[:, -1, :])
         last = x @ m.embed.weight.t() if m.head is None else m.head(x)
         # logsumexp (onnx-io.json's extra output): the server gets log-probabilities without an exp
         # over the vocabulary per token in JavaScript.
         return last, torch.stack(new_a), torch.stack(new_b), torch.logsumexp(last, dim=-1)
+
+    def causal_mask(self, T: int, state_a: torch.Tensor) -> torch.Tensor:
+        """Query i (the last T of past + T positions) sees key j <= past + i: softmax adds the mask
+        (0 or -inf) to its scores, linear attention multiplies its scores by it (1 or 0)."""
+        past = state_a.shape[3] if self.softmax else 0
+        allowed = torch.arange(past + T).unsqueeze(0) <= (torch.arange(T) + past).unsqueeze(1)
+        if self.softmax:
+            return torch.zeros(T, past + T).masked_fill(~allowed, float("-inf"))
+        return allowed.to(torch.float32)
