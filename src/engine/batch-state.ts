@@ -5,7 +5,7 @@
 // sequences is their rows interleaved per layer. Decoding sequences share one stacked state that is
 // reused step after step while the batch's members stay the same, and restacked only when they
 // change: the common steady state costs no copies.
-import { ONNX_NAMES } from '../contract/onnx-io.ts'
+import { layerTensorName, ONNX_NAMES } from '../contract/onnx-io.ts'
 import { stateShape, type StateTensorSpec } from '../models/manifest.ts'
 
 /** Row r of a tensor whose axis 1 is the batch: [L, B, ...rest] -> [L, 1, ...rest]. */
@@ -34,8 +34,16 @@ export interface Feed {
   dims: number[]
 }
 
-/** The graph's inputs for one step: token ids [B, T], each row's position, the (stacked) state. */
-export function stepFeeds (specs: StateTensorSpec[], inputIds: number[][], positions: number[], state: Float32Array[]): Record<string, Feed> {
+/** Layer `layer` of a stacked state tensor [L, ...]: a view, no copy (the layer axis is outermost). */
+export function layerView (data: Float32Array, layers: number, layer: number): Float32Array {
+  const size = data.length / layers
+  return data.subarray(layer * size, (layer + 1) * size)
+}
+
+/** The graph's inputs for one step: token ids [B, T], each row's position, the (stacked) state.
+ * `layers`: for a decode graph, whose state inputs are per layer (views of the stacked state); null
+ * for the step graph's stacked inputs. */
+export function stepFeeds (specs: StateTensorSpec[], inputIds: number[][], positions: number[], state: Float32Array[], layers: number | null = null): Record<string, Feed> {
   const b = inputIds.length
   const t = inputIds[0].length
   const ids = new BigInt64Array(b * t)
@@ -45,8 +53,29 @@ export function stepFeeds (specs: StateTensorSpec[], inputIds: number[][], posit
     [ONNX_NAMES.positionOffset]: { type: 'int64', data: BigInt64Array.from(positions, (p) => BigInt(p)), dims: [b] }
   }
   // A KV cache's growing axis is the same for every row: batched decoding needs equal positions.
-  specs.forEach((s, i) => { feeds[s.name] = { type: 'float32', data: state[i], dims: stateShape(s, positions[0], b) } })
+  specs.forEach((s, i) => {
+    const dims = stateShape(s, positions[0], b)
+    if (layers === null) {
+      feeds[s.name] = { type: 'float32', data: state[i], dims }
+    } else {
+      for (let l = 0; l < layers; l++) feeds[layerTensorName(s.name, l)] = { type: 'float32', data: layerView(state[i], layers, l), dims: dims.slice(1) }
+    }
+  })
   return feeds
+}
+
+/** Where a decode graph writes a step's state: one new stacked array per state tensor [L, B, ...]
+ * (a KV cache one position longer), each layer's view given to the graph as that output's buffer,
+ * so the per-layer outputs arrive stacked without a copy. */
+export function decodeOutputs (specs: StateTensorSpec[], layers: number, past: number, batch: number): { state: Float32Array[], buffers: Record<string, Feed> } {
+  const buffers: Record<string, Feed> = {}
+  const state = specs.map((s) => {
+    const dims = stateShape(s, past + 1, batch)
+    const data = new Float32Array(dims.reduce((a, d) => a * d, 1))
+    for (let l = 0; l < layers; l++) buffers[layerTensorName(s.output, l)] = { type: 'float32', data: layerView(data, layers, l), dims: dims.slice(1) }
+    return data
+  })
+  return { state, buffers }
 }
 
 /** Something that carries a state of its own while it is not part of a decode batch. */

@@ -4,6 +4,7 @@ import { existsSync, readdirSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import ort from 'onnxruntime-node'
+import { ONNX_IO } from '../contract/onnx-io.ts'
 import type { RuntimeOptions } from './protocol.ts'
 
 function cudaProviderLibrary (): string | null {
@@ -31,10 +32,10 @@ export function cudaMissing (): string | null {
   return null
 }
 
-/** The folder's one-token-per-row step graph (decode.onnx beside model.onnx), if it has one: the
- * engine runs decoding steps through it and prefill through model.onnx (docs/design.md §7). */
+/** The folder's decode graph (contract/onnx-io.json's decode_graph, beside model.onnx), if it has
+ * one: the engine runs decoding steps through it and prefill through model.onnx (docs/design.md §7). */
 export function decodeGraphPath (modelPath: string): string | null {
-  const path = join(dirname(modelPath), 'decode.onnx')
+  const path = join(dirname(modelPath), ONNX_IO.decode_graph.file)
   return existsSync(path) ? path : null
 }
 

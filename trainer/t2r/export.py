@@ -37,23 +37,35 @@ def _dynamic_axes(tensors: list[dict], fixed: tuple[str, ...] = ()) -> dict:
             for t in tensors}
 
 
+def layer_name(name: str, layer: int) -> str:
+    """A decode graph's input or output for one layer of a state tensor (contract/onnx-io.json)."""
+    return ONNX_IO["decode_graph"]["layer_name"].format(name=name, layer=layer)
+
+
 def export_onnx(model: Transformer, path: str, decode: bool = False) -> None:
-    """The step graph (contract/onnx-io.json) at `path`; `decode`: its one-token-per-row form (seq
-    fixed at 1, decode.onnx), which the engine runs for decoding steps when the folder has it."""
+    """The step graph (contract/onnx-io.json) at `path`; `decode`: its decode_graph form (seq fixed
+    at 1, the state per layer), which the engine runs for decoding steps when the folder has it."""
     model.eval()
     ids = torch.tensor([[1]] if decode else [[1, 2, 3]], dtype=torch.long)
     offset = torch.tensor([2], dtype=torch.long)
     state = state_tensors(model.cfg.attention)
     # Softmax: a cache of 2 past tokens, so the traced graph keeps the past axis dynamic.
-    a, b = empty_state(model, 1, past=2)
-    state_outputs = [{"name": t["output"], "shape": t["output_shape"]} for t in state]
-    outputs = ONNX_IO["outputs"] + state_outputs + ONNX_IO["extra_outputs"]
+    values = empty_state(model, 1, past=2)
+    state_in = [{"name": t["name"], "shape": t["shape"]} for t in state]
+    state_out = [{"name": t["output"], "shape": t["output_shape"]} for t in state]
+    if decode:
+        layers = range(model.cfg.layers)
+        state_in = [{"name": layer_name(t["name"], l), "shape": t["shape"][1:]} for t in state_in for l in layers]
+        state_out = [{"name": layer_name(t["name"], l), "shape": t["shape"][1:]} for t in state_out for l in layers]
+        values = [v[l] for v in values for l in layers]
+    inputs = ONNX_IO["inputs"] + state_in
+    outputs = ONNX_IO["outputs"] + state_out + ONNX_IO["extra_outputs"]
     fixed = ("seq",) if decode else ()
-    dynamic = {**_dynamic_axes(ONNX_IO["inputs"], fixed), **_dynamic_axes(state), **_dynamic_axes(outputs)}
+    dynamic = {**_dynamic_axes(inputs, fixed), **_dynamic_axes(outputs)}
     with torch.no_grad():
-        torch.onnx.export(StepGraph(model, decode), (ids, offset, a, b), path, opset_version=ONNX_IO["opset"],
-                          input_names=[t["name"] for t in ONNX_IO["inputs"] + state],
-                          output_names=[t["name"] for t in outputs], dynamic_axes=dynamic, do_constant_folding=True)
+        torch.onnx.export(StepGraph(model, decode), (ids, offset, *values), path, opset_version=ONNX_IO["opset"],
+                          input_names=[t["name"] for t in inputs], output_names=[t["name"] for t in outputs],
+                          dynamic_axes=dynamic, do_constant_folding=True)
 
 
 def _b64(a: np.ndarray) -> str:

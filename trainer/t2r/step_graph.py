@@ -158,8 +158,9 @@ class StepGraph(nn.Module):
     """(input_ids, position_offset, state a, state b) -> (last logits, a', b', logsumexp).
 
     For T2R the state is (S, z); for softmax it is the KV cache (keys, values), grown by seq.
-    `decode`: the graph for one token per row (input_ids [batch, 1]), the engine's decoding step;
-    otherwise any number of tokens per row (prefill, and decode where no decode graph exists)."""
+    `decode`: the graph for one token per row (input_ids [batch, 1]) with the state per layer, the
+    engine's decoding step (contract/onnx-io.json's decode_graph); otherwise any number of tokens
+    per row (prefill, and decoding where a folder has no decode graph)."""
 
     def __init__(self, model: Transformer, decode: bool = False):
         super().__init__()
@@ -174,12 +175,17 @@ class StepGraph(nn.Module):
             # [q | k] width, each head's pairs sharing one frequency: cos/sin come out ready to multiply.
             self.inv_freq = rope_frequencies(cfg).repeat_interleave(2).repeat(cfg.heads + cfg.kv_heads)
 
-    def forward(self, input_ids, position_offset, state_a, state_b):
+    def forward(self, input_ids, position_offset, *state):
+        """state: the two stacked state tensors [layers, batch, ...]; decode: each one's layers apart
+        (a_0 .. a_{L-1}, b_0 .. b_{L-1}), and so are the state outputs."""
         m = self.model
+        L = len(self.layers)
         if self.decode:
+            state_a, state_b = state[:L], state[L:]
             positions = position_offset
             x = m.embed(input_ids.reshape(-1))
         else:
+            state_a, state_b = state
             T = input_ids.shape[1]
             positions = position_offset.unsqueeze(1) + torch.arange(T).unsqueeze(0)
             x = m.embed(input_ids)
@@ -202,7 +208,10 @@ class StepGraph(nn.Module):
         last = x @ m.embed.weight.t() if m.head is None else m.head(x)
         # logsumexp (onnx-io.json's extra output): the server gets log-probabilities without an exp
         # over the vocabulary per token in JavaScript.
-        return last, torch.stack(new_a), torch.stack(new_b), torch.logsumexp(last, dim=-1)
+        lse = torch.logsumexp(last, dim=-1)
+        if self.decode:
+            return (last, *new_a, *new_b, lse)
+        return last, torch.stack(new_a), torch.stack(new_b), lse
 
     def causal_mask(self, T: int, state_a: torch.Tensor) -> torch.Tensor:
         """Query i (the last T of past + T positions) sees key j <= past + i: softmax adds the mask

@@ -22,8 +22,8 @@ def stacked(caches, i):
 @pytest.mark.parametrize("attention", ATTENTIONS)
 @torch.no_grad()
 def test_prefill_then_decode_graph_equals_the_model(attention, variant):
-    """A prefill chunk through the general graph, then one token at a time through the decode graph,
-    with the state carried between them: every position's logits (and logsumexp), and the final
+    """A prefill chunk through the general graph, then one token at a time through the decode graph
+    (its state per layer), with the state carried between them: every position's logits (and logsumexp), and the final
     state, equal one full forward of the model."""
     model = make_model(attention, variant=variant)
     step, decode = StepGraph(model).eval(), StepGraph(model, decode=True).eval()
@@ -35,12 +35,14 @@ def test_prefill_then_decode_graph_equals_the_model(attention, variant):
     logits, a, b, lse = step(ids[:, :prefill], offset(2, 0), a, b)
     assert_close(logits, full[:, prefill - 1])
     assert_close(lse, torch.logsumexp(full[:, prefill - 1], dim=-1))
+    layers = list(a) + list(b)
     for t in range(prefill, T):
-        logits, a, b, lse = decode(ids[:, t:t + 1], offset(2, t), a, b)
+        logits, *layers, lse = decode(ids[:, t:t + 1], offset(2, t), *layers)
         assert_close(logits, full[:, t])
         assert_close(lse, torch.logsumexp(full[:, t], dim=-1))
-    assert_close(a, stacked(caches, 0))
-    assert_close(b, stacked(caches, 1))
+    L = model.cfg.layers
+    assert_close(torch.stack(layers[:L]), stacked(caches, 0))
+    assert_close(torch.stack(layers[L:]), stacked(caches, 1))
 
 
 @pytest.mark.parametrize("attention", ATTENTIONS)
