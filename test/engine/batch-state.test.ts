@@ -44,7 +44,8 @@ t.test('decode graph outputs: each layer\'s buffer is a view of one new stacked 
   const { state, buffers } = decodeOutputs(specs, LAYERS, 3, 2)
   t.same(state.map((s) => s.length), [LAYERS * 2 * 6, LAYERS * 2 * 3])
   t.same(Object.keys(buffers).sort(), ['state_k_out_0', 'state_k_out_1', 'state_kv_out_0', 'state_kv_out_1'])
-  ;(buffers.state_kv_out_1.data as Float32Array).fill(4)
+  const layer1 = buffers.state_kv_out_1.data as Float32Array
+  layer1.fill(4)
   t.same([...state[0].subarray(0, 12)], new Array(12).fill(0))
   t.same([...state[0].subarray(12)], new Array(12).fill(4), 'what the graph writes for layer 1 lands in the stacked layer 1')
   const kv: StateTensorSpec = { name: 'past_key', output: 'present_key', shape: [LAYERS, 'batch', 2, 'past', 3], dtype: 'float32', growing_axis: 3 }
