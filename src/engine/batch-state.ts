@@ -64,14 +64,16 @@ export function stepFeeds (specs: StateTensorSpec[], inputIds: number[][], posit
   return feeds
 }
 
-/** Where a decode graph writes a step's state: one new stacked array per state tensor [L, B, ...]
- * (a KV cache one position longer), each layer's view given to the graph as that output's buffer,
- * so the per-layer outputs arrive stacked without a copy. */
-export function decodeOutputs (specs: StateTensorSpec[], layers: number, past: number, batch: number): { state: Float32Array[], buffers: Record<string, Feed> } {
+/** Where a decode graph writes a step's state: one stacked array per state tensor [L, B, ...] (a KV
+ * cache one position longer), each layer's view given to the graph as that output's buffer, so the
+ * per-layer outputs arrive stacked without a copy. The arrays are `reuse`'s where their sizes fit
+ * (a state no one reads any more), else new ones. */
+export function decodeOutputs (specs: StateTensorSpec[], layers: number, past: number, batch: number, reuse: Float32Array[] | null = null): { state: Float32Array[], buffers: Record<string, Feed> } {
   const buffers: Record<string, Feed> = {}
-  const state = specs.map((s) => {
+  const state = specs.map((s, i) => {
     const dims = stateShape(s, past + 1, batch)
-    const data = new Float32Array(dims.reduce((a, d) => a * d, 1))
+    const size = dims.reduce((a, d) => a * d, 1)
+    const data = reuse?.[i]?.length === size ? reuse[i] : new Float32Array(size)
     for (let l = 0; l < layers; l++) buffers[layerTensorName(s.output, l)] = { type: 'float32', data: layerView(data, layers, l), dims: dims.slice(1) }
     return data
   })
@@ -88,6 +90,9 @@ export interface StateOwner {
 export class DecodeBatch<S extends StateOwner> {
   private members: S[] = []
   private stacked: Float32Array[] | null = null
+  /** The state the last step consumed: nothing reads it again, so the next step may write into it
+   * (double buffering: a steady batch allocates no state per step). */
+  private spare: Float32Array[] | null = null
 
   constructor (private readonly specs: StateTensorSpec[], private readonly layers: number) {}
 
@@ -102,7 +107,17 @@ export class DecodeBatch<S extends StateOwner> {
   }
 
   /** Takes the step's output state as the new stacked state of the same members. */
-  update (state: Float32Array[]): void { this.stacked = state }
+  update (state: Float32Array[]): void {
+    this.spare = this.stacked
+    this.stacked = state
+  }
+
+  /** Arrays the next step may write its state into (see `spare`), once; null if there are none. */
+  takeSpare (): Float32Array[] | null {
+    const spare = this.spare
+    this.spare = null
+    return spare
+  }
 
   /** Hands every member its own row back and empties the batch. */
   release (): void {
@@ -112,11 +127,13 @@ export class DecodeBatch<S extends StateOwner> {
     }
     this.members = []
     this.stacked = null
+    this.spare = null
   }
 
   /** Forgets the stacked state without handing it back (after a failed step). */
   discard (): void {
     this.members = []
     this.stacked = null
+    this.spare = null
   }
 }

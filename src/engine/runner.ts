@@ -70,7 +70,7 @@ export class StepRunner {
     const state = this.batch.stateFor(seqs)
     let step: StepResult
     try {
-      step = await this.graphs.run(seqs.map((s) => [s.decodeInput()]), seqs.map((s) => s.position), state)
+      step = await this.graphs.run(seqs.map((s) => [s.decodeInput()]), seqs.map((s) => s.position), state, this.batch.takeSpare())
     } catch {
       // The batch failed as a whole: run each row alone, so only the row that cannot run fails.
       this.batch.release()

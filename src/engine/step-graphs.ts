@@ -26,15 +26,16 @@ export class StepGraphs {
   /** Whether single-token steps run through a decode graph. */
   get hasDecodeGraph (): boolean { return this.decode !== null }
 
-  /** One step of `ids` [B, T] at `positions`, continuing the stacked `state`. */
-  async run (ids: number[][], positions: number[], state: Float32Array[]): Promise<StepResult> {
+  /** One step of `ids` [B, T] at `positions`, continuing the stacked `state`. `reuse`: arrays no one
+   * reads any more, which the decode graph may write the new state into. */
+  async run (ids: number[][], positions: number[], state: Float32Array[], reuse: Float32Array[] | null = null): Promise<StepResult> {
     const specs = this.manifest.state
     if (this.decode === null || ids[0].length !== 1) {
       const out = await this.step.run(tensors(stepFeeds(specs, ids, positions, state)))
       return { out, state: specs.map((s) => out[s.output].data as Float32Array) }
     }
     const layers = this.manifest.layers
-    const written = decodeOutputs(specs, layers, positions[0], ids.length)
+    const written = decodeOutputs(specs, layers, positions[0], ids.length, reuse)
     // Outputs given no buffer (logits, logsumexp) are allocated by ONNX Runtime.
     const fetches: Record<string, ort.Tensor | null> = tensors(written.buffers)
     for (const name of this.decode.outputNames) if (!(name in fetches)) fetches[name] = null

@@ -52,6 +52,25 @@ t.test('decode graph outputs: each layer\'s buffer is a view of one new stacked 
   t.same(decodeOutputs([kv], LAYERS, 5, 1).buffers.present_key_0.dims, [1, 2, 6, 3], 'a KV cache comes back one position longer')
 })
 
+t.test('double buffering: a steady batch offers the state its last step consumed, never the live one', async (t) => {
+  const a = { state: [row(1, 12), row(1, 6)] as Float32Array[] | null }
+  const b = { state: [row(2, 12), row(2, 6)] as Float32Array[] | null }
+  const batch = new DecodeBatch<typeof a>(specs, LAYERS)
+  const first = batch.stateFor([a, b])
+  t.equal(batch.takeSpare(), null, 'a new batch has nothing to offer')
+  const second = first.map((d) => d.map((x) => x + 1))
+  batch.update(second)
+  t.equal(batch.stateFor([a, b]), second)
+  t.equal(batch.takeSpare(), first, 'the consumed state')
+  t.equal(batch.takeSpare(), null, 'offered once')
+  batch.update(first.map((d) => d.map((x) => x + 2)))
+  batch.stateFor([b, a])
+  t.equal(batch.takeSpare(), null, 'members changed: restacked, no spare')
+  const { state } = decodeOutputs(specs, LAYERS, 0, 2, second)
+  t.equal(state[0], second[0], 'decode outputs are written into a spare of the right size')
+  t.not(decodeOutputs(specs, LAYERS, 0, 3, second).state[0], second[0], 'not into one of another size')
+})
+
 t.test('a decode batch restacks only when its members change, and hands rows back', async (t) => {
   const a = { state: [row(1, 12), row(1, 6)] as Float32Array[] | null }
   const b = { state: [row(2, 12), row(2, 6)] as Float32Array[] | null }
