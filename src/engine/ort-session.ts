@@ -44,8 +44,8 @@ export async function createSession (modelPath: string, runtime: RuntimeOptions)
     intraOpNumThreads: runtime.intraOpThreads,
     interOpNumThreads: 1,
     graphOptimizationLevel: 'all',
-    // Idle pool threads would otherwise spin and steal the cores HTTP and other models need.
-    extra: { session: { intra_op: { allow_spinning: '0' } } }
+    // Off by default: spinning pool threads take the cores HTTP and other models need (§10, Threads).
+    extra: { session: { intra_op: { allow_spinning: runtime.intraOpSpinning ? '1' : '0' } } }
   }
   if (runtime.executionProvider === 'cuda') {
     const missing = cudaMissing()
