@@ -4,11 +4,13 @@ per-kernel cost, computing the same function (parity.json checks it against mode
 A decoding step at this model size is ~400 small kernels whose launch cost outweighs their
 arithmetic (issue 8), so the graph is built for few kernels:
 
-- one MatMul per layer for q, k, v and the RoPE partners of q and k: RoPE rotates pairs
-  (x[2i], x[2i+1]) -> (x[2i] cos - x[2i+1] sin, x[2i+1] cos + x[2i] sin) = x * cos + R(x) * sin, where R
-  is a signed permutation of rows, so R(W h + b) = (R W) h + R b is one more block of the same weight
-  and RoPE becomes two Muls and an Add on q and k together;
-- cos/sin computed once per step, already interleaved and tiled to the width of [q | k];
+- one MatMul per layer for q, k and v;
+- RoPE on q and k together: it rotates pairs (x[2i], x[2i+1]) -> (x[2i] cos - x[2i+1] sin,
+  x[2i+1] cos + x[2i] sin) = x * cos + swap(x) * (-sin, sin), where swap exchanges the two of each
+  pair (one reversed Slice); cos and the signed sin are computed once per step, already interleaved
+  and tiled to the width of [q | k]. (Folding swap into the weights instead, as more rows of the
+  q/k MatMul, saves 3 kernels per layer but measured no faster on sotu-t2r: those rows are 2 MB
+  more weights to read per token, and a quantization pass would have them to quantize too.)
 - the T2R feature map of every q and k head as one batched MatMul + Add + Relu;
 - one MatMul for SwiGLU's gate and up projections.
 
@@ -25,20 +27,10 @@ import torch.nn.functional as F
 from .model import EPS, Transformer, rope_frequencies
 
 
-def _rope_partner(w: torch.Tensor) -> torch.Tensor:
-    """Rows (or bias entries) of R W: row 2i is -W[2i+1], row 2i+1 is W[2i]."""
-    pairs = w.reshape(w.shape[0] // 2, 2, *w.shape[1:])
-    return torch.stack((-pairs[:, 1], pairs[:, 0]), dim=1).reshape(w.shape)
-
-
-def _linear_parts(linears: list[nn.Linear], partners: list[bool]) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """[in, sum(out)] weight (and bias) of the Linears side by side, then the RoPE partners of those marked."""
-    ws = [l.weight for l in linears] + [_rope_partner(l.weight) for l, p in zip(linears, partners) if p]
-    w = torch.cat(ws, dim=0).t().contiguous()
-    if linears[0].bias is None:
-        return w, None
-    bs = [l.bias for l in linears] + [_rope_partner(l.bias) for l, p in zip(linears, partners) if p]
-    return w, torch.cat(bs)
+def _linear_parts(linears: list[nn.Linear]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """[in, sum(out)] weight (and bias) of the Linears side by side."""
+    w = torch.cat([l.weight for l in linears], dim=0).t().contiguous()
+    return w, None if linears[0].bias is None else torch.cat([l.bias for l in linears])
 
 
 class StepLayer(nn.Module):
@@ -47,7 +39,7 @@ class StepLayer(nn.Module):
         a = block.attn
         self.attn_norm, self.ffn_norm, self.wo, self.ffn = block.attn_norm, block.ffn_norm, a.wo, block.ffn
         self.kind, self.heads, self.kv_heads, self.head_dim, self.group = a.kind, a.heads, a.kv_heads, a.head_dim, a.group
-        w, b = _linear_parts([a.wq, a.wk, a.wv], [rope, rope, False])
+        w, b = _linear_parts([a.wq, a.wk, a.wv])
         self.qkv_weight = nn.Parameter(w, requires_grad=False)
         self.qkv_bias = None if b is None else nn.Parameter(b, requires_grad=False)
         self.rope = rope
@@ -61,7 +53,7 @@ class StepLayer(nn.Module):
             self.fm_bias = nn.Parameter(torch.cat([bias[per_q], bias]).unsqueeze(1), requires_grad=False)
         self.gate_up = None
         if block.ffn.kind == "swiglu":
-            w, b = _linear_parts([block.ffn.w1, block.ffn.w3], [False, False])
+            w, b = _linear_parts([block.ffn.w1, block.ffn.w3])
             self.gate_up = nn.Parameter(w, requires_grad=False)
             self.gate_up_bias = None if b is None else nn.Parameter(b, requires_grad=False)
 
@@ -71,16 +63,18 @@ class StepLayer(nn.Module):
             return F.elu(qk) + 1.0
         return F.relu(qk @ self.fm_weight + self.fm_bias)
 
-    def project(self, x, cos, sin):
-        """[..., dim] -> RoPE'd [q | k] [..., (heads + kv_heads) * D] and v [..., kv_heads * D]."""
+    def project(self, x, cos, sin, lead: tuple):
+        """[*lead, dim] -> RoPE'd [q | k] [*lead, (heads + kv_heads) * D] and v [*lead, kv_heads * D].
+        `lead`: the leading sizes, given so the decode graph's reshapes stay constant."""
         proj = self.attn_norm(x) @ self.qkv_weight
         if self.qkv_bias is not None:
             proj = proj + self.qkv_bias
         qk_width = (self.heads + self.kv_heads) * self.head_dim
+        qk, v = proj.split([qk_width, self.kv_heads * self.head_dim], dim=-1)
         if not self.rope:
-            return proj.split([qk_width, self.kv_heads * self.head_dim], dim=-1)
-        qk, v, partner = proj.split([qk_width, self.kv_heads * self.head_dim, qk_width], dim=-1)
-        return qk * cos + partner * sin, v
+            return qk, v
+        swapped = qk.reshape(*lead, qk_width // 2, 2).flip(-1).reshape(*lead, qk_width)
+        return qk * cos + swapped * sin, v
 
     def finish(self, x, attended):
         """The residual stream after attention's output [..., heads * D] and the MLP."""
@@ -98,7 +92,7 @@ class StepLayer(nn.Module):
         """Any number of tokens per row: x [B, T, dim]."""
         B, T, _ = x.shape
         H, Hkv, D = self.heads, self.kv_heads, self.head_dim
-        qk, v = self.project(x, cos, sin)
+        qk, v = self.project(x, cos, sin, (B, T))
         qk = qk.reshape(B, T, H + Hkv, D).transpose(1, 2)
         v = v.reshape(B, T, Hkv, D).transpose(1, 2)
         if self.kind == "softmax":
@@ -117,7 +111,7 @@ class StepLayer(nn.Module):
         the graph is a fraction of forward's kernels (the recurrence in its sequential form:
         S' = S + phi(k) v^T, z' = z + phi(k), out = phi(q) S' / phi(q) z')."""
         H, Hkv, D = self.heads, self.kv_heads, self.head_dim
-        qk, v = self.project(x, cos, sin)
+        qk, v = self.project(x, cos, sin, (-1,))
         qk = qk.reshape(-1, H + Hkv, 1, D)
         v = v.reshape(-1, Hkv, 1, D)
         if self.kind == "softmax":
@@ -172,8 +166,10 @@ class StepGraph(nn.Module):
         self.layers = nn.ModuleList(StepLayer(b, rope) for b in model.blocks)
         self.inv_freq = None
         if rope:
-            # [q | k] width, each head's pairs sharing one frequency: cos/sin come out ready to multiply.
+            # [q | k] width, each head's pairs sharing one frequency: cos/sin come out ready to multiply,
+            # sin with the sign of its place in the pair (see the module's docstring).
             self.inv_freq = rope_frequencies(cfg).repeat_interleave(2).repeat(cfg.heads + cfg.kv_heads)
+            self.sin_sign = torch.tensor([-1.0, 1.0]).repeat(self.inv_freq.shape[0] // 2)
 
     def forward(self, input_ids, position_offset, *state):
         """state: the two stacked state tensors [layers, batch, ...]; decode: each one's layers apart
@@ -192,7 +188,7 @@ class StepGraph(nn.Module):
         cos = sin = None
         if self.inv_freq is not None:
             angles = positions.to(torch.float32).unsqueeze(-1) * self.inv_freq
-            cos, sin = torch.cos(angles), torch.sin(angles)
+            cos, sin = torch.cos(angles), torch.sin(angles) * self.sin_sign
         else:
             x = x + m.pos_embed(positions)
         mask = None if self.decode else self.causal_mask(T, state_a)
