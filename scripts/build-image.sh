@@ -84,6 +84,10 @@ if [ -n "$ca_file" ] && [ "$ca_file" != null ] && [ -r "$ca_file" ]; then
   ca_args=(--volume "$ca_file:/tmp/build-host-ca.pem:ro" --build-arg NODE_EXTRA_CA_CERTS=/tmp/build-host-ca.pem)
 fi
 
+# The image copies models/ from the working tree: their graphs must be built (scripts/build-models.sh).
+step "models"
+bash scripts/build-models.sh
+
 # --format docker: the OCI image format has no HEALTHCHECK. --layers: unchanged steps are reused.
 # --force-rm: no working container is left behind when a step fails.
 step "buildah bud Dockerfile -> $IMAGE"

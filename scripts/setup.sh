@@ -16,3 +16,5 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   python3 python3-torch python3-numpy python3-pytest libopenblas0-pthread python3-onnx make g++ ca-certificates prometheus tini redis-server haproxy >/dev/null
 export ONNXRUNTIME_NODE_INSTALL=skip
 npm ci --no-fund --no-audit
+# The shipped models' ONNX graphs and parity references, from their committed checkpoints.
+bash scripts/build-models.sh

@@ -17,6 +17,8 @@ export interface Config {
   executionProvider: 'cpu' | 'cuda'
   cudaDevice: number
   intraOpThreads: number | null
+  /** ONNX Runtime's pool threads spin between parallel sections instead of sleeping (docs/design.md §10). */
+  intraOpSpinning: boolean
   maxBatch: number
   prefillChunk: number
   maxInFlight: number
@@ -70,6 +72,7 @@ const FLAGS = {
   'execution-provider': { type: 'string', env: 'T2R_EXECUTION_PROVIDER' },
   'cuda-device': { type: 'string', env: 'T2R_CUDA_DEVICE' },
   'intra-op-threads': { type: 'string', env: 'T2R_INTRA_OP_THREADS' },
+  'intra-op-spinning': { type: 'string', env: 'T2R_INTRA_OP_SPINNING' },
   'max-batch': { type: 'string', env: 'T2R_MAX_BATCH' },
   'prefill-chunk': { type: 'string', env: 'T2R_PREFILL_CHUNK' },
   'max-in-flight': { type: 'string', env: 'T2R_MAX_IN_FLIGHT' },
@@ -98,6 +101,13 @@ const FLAGS = {
 } as const
 
 type FlagName = keyof typeof FLAGS
+
+/** An on/off setting: 1 or 0 (unset: 0). */
+function switchValue (name: string, value: string | undefined): boolean {
+  if (value === undefined || value === '' || value === '0') return false
+  if (value === '1') return true
+  throw new Error(`${name} must be 0 or 1, got ${JSON.stringify(value)}`)
+}
 
 function int (name: string, value: string | undefined, fallback: number, min: number): number {
   if (value === undefined || value === '') return fallback
@@ -132,6 +142,7 @@ export function loadConfig (argv: string[] = [], env: NodeJS.ProcessEnv = proces
     executionProvider: provider,
     cudaDevice: int('cuda device', get('cuda-device'), 0, 0),
     intraOpThreads: threads === undefined || threads === '' ? null : int('intra-op threads', threads, 1, 1),
+    intraOpSpinning: switchValue('intra-op spinning', get('intra-op-spinning')),
     maxBatch: int('max batch', get('max-batch'), 32, 1),
     prefillChunk: int('prefill chunk', get('prefill-chunk'), 128, 1),
     maxInFlight: int('max in flight', get('max-in-flight'), 128, 1),

@@ -18,6 +18,7 @@ const StateTensor = Type.Object({
 })
 const OnnxIoSchema = Type.Object({
   opset: Type.Integer(),
+  decode_graph: Type.Object({ file: Type.String(), seq: Type.Literal(1), layer_name: Type.String() }),
   dynamic_axes: Type.Array(Type.String()),
   manifest_dims: Type.Array(Type.String()),
   inputs: Type.Tuple([Io, Io]),
@@ -36,6 +37,11 @@ export const ONNX_NAMES = {
   logits: ONNX_IO.outputs[0].name,
   logsumexp: ONNX_IO.extra_outputs[0].name
 } as const
+
+/** A decode graph's input (or output) for one layer of the state tensor `name`. */
+export function layerTensorName (name: string, layer: number): string {
+  return ONNX_IO.decode_graph.layer_name.replace('{name}', name).replace('{layer}', String(layer))
+}
 
 /** The parity.json key holding PyTorch's logits. */
 export const LOGITS_REFERENCE = ONNX_IO.outputs[0].reference

@@ -5,7 +5,7 @@
 // sequences is their rows interleaved per layer. Decoding sequences share one stacked state that is
 // reused step after step while the batch's members stay the same, and restacked only when they
 // change: the common steady state costs no copies.
-import { ONNX_NAMES } from '../contract/onnx-io.ts'
+import { layerTensorName, ONNX_NAMES } from '../contract/onnx-io.ts'
 import { stateShape, type StateTensorSpec } from '../models/manifest.ts'
 
 /** Row r of a tensor whose axis 1 is the batch: [L, B, ...rest] -> [L, 1, ...rest]. */
@@ -34,8 +34,16 @@ export interface Feed {
   dims: number[]
 }
 
-/** The graph's inputs for one step: token ids [B, T], each row's position, the (stacked) state. */
-export function stepFeeds (specs: StateTensorSpec[], inputIds: number[][], positions: number[], state: Float32Array[]): Record<string, Feed> {
+/** Layer `layer` of a stacked state tensor [L, ...]: a view, no copy (the layer axis is outermost). */
+export function layerView (data: Float32Array, layers: number, layer: number): Float32Array {
+  const size = data.length / layers
+  return data.subarray(layer * size, (layer + 1) * size)
+}
+
+/** The graph's inputs for one step: token ids [B, T], each row's position, the (stacked) state.
+ * `layers`: for a decode graph, whose state inputs are per layer (views of the stacked state); null
+ * for the step graph's stacked inputs. */
+export function stepFeeds (specs: StateTensorSpec[], inputIds: number[][], positions: number[], state: Float32Array[], layers: number | null = null): Record<string, Feed> {
   const b = inputIds.length
   const t = inputIds[0].length
   const ids = new BigInt64Array(b * t)
@@ -45,8 +53,31 @@ export function stepFeeds (specs: StateTensorSpec[], inputIds: number[][], posit
     [ONNX_NAMES.positionOffset]: { type: 'int64', data: BigInt64Array.from(positions, (p) => BigInt(p)), dims: [b] }
   }
   // A KV cache's growing axis is the same for every row: batched decoding needs equal positions.
-  specs.forEach((s, i) => { feeds[s.name] = { type: 'float32', data: state[i], dims: stateShape(s, positions[0], b) } })
+  specs.forEach((s, i) => {
+    const dims = stateShape(s, positions[0], b)
+    if (layers === null) {
+      feeds[s.name] = { type: 'float32', data: state[i], dims }
+    } else {
+      for (let l = 0; l < layers; l++) feeds[layerTensorName(s.name, l)] = { type: 'float32', data: layerView(state[i], layers, l), dims: dims.slice(1) }
+    }
+  })
   return feeds
+}
+
+/** Where a decode graph writes a step's state: one stacked array per state tensor [L, B, ...] (a KV
+ * cache one position longer), each layer's view given to the graph as that output's buffer, so the
+ * per-layer outputs arrive stacked without a copy. The arrays are `reuse`'s where their sizes fit
+ * (a state no one reads any more), else new ones. */
+export function decodeOutputs (specs: StateTensorSpec[], layers: number, past: number, batch: number, reuse: Float32Array[] | null = null): { state: Float32Array[], buffers: Record<string, Feed> } {
+  const buffers: Record<string, Feed> = {}
+  const state = specs.map((s, i) => {
+    const dims = stateShape(s, past + 1, batch)
+    const size = dims.reduce((a, d) => a * d, 1)
+    const data = reuse?.[i]?.length === size ? reuse[i] : new Float32Array(size)
+    for (let l = 0; l < layers; l++) buffers[layerTensorName(s.output, l)] = { type: 'float32', data: layerView(data, layers, l), dims: dims.slice(1) }
+    return data
+  })
+  return { state, buffers }
 }
 
 /** Something that carries a state of its own while it is not part of a decode batch. */
@@ -59,6 +90,9 @@ export interface StateOwner {
 export class DecodeBatch<S extends StateOwner> {
   private members: S[] = []
   private stacked: Float32Array[] | null = null
+  /** The state the last step consumed: nothing reads it again, so the next step may write into it
+   * (double buffering: a steady batch allocates no state per step). */
+  private spare: Float32Array[] | null = null
 
   constructor (private readonly specs: StateTensorSpec[], private readonly layers: number) {}
 
@@ -73,7 +107,17 @@ export class DecodeBatch<S extends StateOwner> {
   }
 
   /** Takes the step's output state as the new stacked state of the same members. */
-  update (state: Float32Array[]): void { this.stacked = state }
+  update (state: Float32Array[]): void {
+    this.spare = this.stacked
+    this.stacked = state
+  }
+
+  /** Arrays the next step may write its state into (see `spare`), once; null if there are none. */
+  takeSpare (): Float32Array[] | null {
+    const spare = this.spare
+    this.spare = null
+    return spare
+  }
 
   /** Hands every member its own row back and empties the batch. */
   release (): void {
@@ -83,11 +127,13 @@ export class DecodeBatch<S extends StateOwner> {
     }
     this.members = []
     this.stacked = null
+    this.spare = null
   }
 
   /** Forgets the stacked state without handing it back (after a failed step). */
   discard (): void {
     this.members = []
     this.stacked = null
+    this.spare = null
   }
 }

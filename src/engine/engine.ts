@@ -166,6 +166,6 @@ export function ortBackends (config: Config): StartBackend {
     modelPath: m.modelPath,
     manifest: m.manifest,
     tokenizer: m.tokenizer,
-    runtime: { executionProvider: config.executionProvider, cudaDevice: config.cudaDevice, intraOpThreads: m.threads, maxBatch: config.maxBatch, prefillChunk: config.prefillChunk }
+    runtime: { executionProvider: config.executionProvider, cudaDevice: config.cudaDevice, intraOpThreads: m.threads, intraOpSpinning: config.intraOpSpinning, maxBatch: config.maxBatch, prefillChunk: config.prefillChunk }
   })
 }

@@ -7,6 +7,7 @@ import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import ort from '#onnxruntime'
+import { ONNX_IO } from '../contract/onnx-io.ts'
 import type { RuntimeOptions } from './protocol.ts'
 
 const SETUP = 'run `bash scripts/setup-gpu.sh` and start node with NODE_OPTIONS=--conditions=t2r-cuda (docs/deployment.md, "GPU")'
@@ -32,15 +33,22 @@ export function cudaMissing (): string | null {
 }
 
 /** What a session needs of the runtime options (the parity check makes sessions too). */
-export type SessionRuntime = Pick<RuntimeOptions, 'executionProvider' | 'cudaDevice' | 'intraOpThreads'>
+export type SessionRuntime = Pick<RuntimeOptions, 'executionProvider' | 'cudaDevice' | 'intraOpThreads'> & Partial<Pick<RuntimeOptions, 'intraOpSpinning'>>
+
+/** The folder's decode graph (contract/onnx-io.json's decode_graph, beside model.onnx), if it has
+ * one: the engine runs decoding steps through it and prefill through model.onnx (docs/design.md §7). */
+export function decodeGraphPath (modelPath: string): string | null {
+  const path = join(dirname(modelPath), ONNX_IO.decode_graph.file)
+  return existsSync(path) ? path : null
+}
 
 export async function createSession (modelPath: string, runtime: SessionRuntime): Promise<ort.InferenceSession> {
   const options: ort.InferenceSession.SessionOptions = {
     intraOpNumThreads: runtime.intraOpThreads,
     interOpNumThreads: 1,
     graphOptimizationLevel: 'all',
-    // Idle pool threads would otherwise spin and steal the cores HTTP and other models need.
-    extra: { session: { intra_op: { allow_spinning: '0' } } }
+    // Off by default: spinning pool threads take the cores HTTP and other models need (§10, Threads).
+    extra: { session: { intra_op: { allow_spinning: runtime.intraOpSpinning === true ? '1' : '0' } } }
   }
   if (runtime.executionProvider === 'cpu') {
     options.executionProviders = ['cpu']

@@ -6,6 +6,7 @@ export interface RuntimeOptions {
   executionProvider: 'cpu' | 'cuda'
   cudaDevice: number
   intraOpThreads: number
+  intraOpSpinning: boolean
   maxBatch: number
   prefillChunk: number
 }

@@ -4,12 +4,12 @@
 import ort from '#onnxruntime'
 import { ONNX_NAMES } from '../contract/onnx-io.ts'
 import type { Manifest } from '../models/manifest.ts'
-import { DecodeBatch, stepFeeds } from './batch-state.ts'
+import { DecodeBatch } from './batch-state.ts'
 import type { SeqEvent } from './protocol.ts'
 import { DecodeScheduler, type Step } from './scheduler.ts'
+import type { Outputs, StepGraphs, StepResult } from './step-graphs.ts'
 import type { Sequence } from './sequence.ts'
 
-type Outputs = ort.InferenceSession.OnnxValueMapType
 
 export class StepRunner {
   readonly scheduler: DecodeScheduler<Sequence>
@@ -17,7 +17,7 @@ export class StepRunner {
   private readonly recurrent: boolean
   private readonly vocab: number
 
-  constructor (private readonly session: ort.InferenceSession, private readonly manifest: Manifest, options: { maxBatch: number, prefillChunk: number }) {
+  constructor (private readonly graphs: StepGraphs, private readonly manifest: Manifest, options: { maxBatch: number, prefillChunk: number }) {
     this.recurrent = manifest.architecture !== 'softmax'
     this.vocab = manifest.vocab_size
     // A softmax KV cache grows per sequence: those decode one at a time.
@@ -54,33 +54,33 @@ export class StepRunner {
 
   /** One sequence alone through the graph; samples its next token if `sample`. */
   private async runAlone (seq: Sequence, ids: number[], sample: boolean, events: SeqEvent[]): Promise<void> {
-    let out: Outputs
+    let step: StepResult
     try {
-      out = await this.session.run(this.tensors(stepFeeds(this.manifest.state, [ids], [seq.position], seq.state!)))
+      step = await this.graphs.run([ids], [seq.position], seq.state!)
     } catch (err) {
       this.end(seq, events, { error: `model run failed: ${(err as Error).message}` })
       return
     }
-    seq.state = this.manifest.state.map((s) => out[s.output].data as Float32Array)
+    seq.state = step.state
     seq.advance(ids.length)
-    if (sample) this.sampleRow(seq, out, 0, events)
+    if (sample) this.sampleRow(seq, step.out, 0, events)
   }
 
   private async decodeBatch (seqs: Sequence[], events: SeqEvent[]): Promise<void> {
     const state = this.batch.stateFor(seqs)
-    let out: Outputs
+    let step: StepResult
     try {
-      out = await this.session.run(this.tensors(stepFeeds(this.manifest.state, seqs.map((s) => [s.decodeInput()]), seqs.map((s) => s.position), state)))
+      step = await this.graphs.run(seqs.map((s) => [s.decodeInput()]), seqs.map((s) => s.position), state, this.batch.takeSpare())
     } catch {
       // The batch failed as a whole: run each row alone, so only the row that cannot run fails.
       this.batch.release()
       for (const seq of seqs) await this.runAlone(seq, [seq.decodeInput()], true, events)
       return
     }
-    this.batch.update(this.manifest.state.map((s) => out[s.output].data as Float32Array))
+    this.batch.update(step.state)
     seqs.forEach((seq, r) => {
       seq.advance(1)
-      this.sampleRow(seq, out, r, events)
+      this.sampleRow(seq, step.out, r, events)
     })
   }
 
@@ -96,11 +96,5 @@ export class StepRunner {
       return
     }
     if (done !== null) this.end(seq, events, { reason: done.reason })
-  }
-
-  private tensors (feeds: ReturnType<typeof stepFeeds>): Record<string, ort.Tensor> {
-    const out: Record<string, ort.Tensor> = {}
-    for (const [name, f] of Object.entries(feeds)) out[name] = new ort.Tensor(f.type, f.data, f.dims)
-    return out
   }
 }

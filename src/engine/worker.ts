@@ -2,9 +2,10 @@
 // ONNX Runtime session (whose run blocks this thread). Every step's token events go to the main
 // thread in one message; a finished sequence's state travels back as transferred buffers.
 import { parentPort, workerData } from 'node:worker_threads'
-import { createSession } from './ort-session.ts'
+import { createSession, decodeGraphPath } from './ort-session.ts'
 import type { FromWorker, SeqEvent, ToWorker, WorkerInit } from './protocol.ts'
 import { StepRunner } from './runner.ts'
+import { StepGraphs } from './step-graphs.ts'
 import { Sequence } from './sequence.ts'
 
 const init = workerData as WorkerInit
@@ -96,11 +97,13 @@ function onMessage (runner: StepRunner, msg: ToWorker): void {
 
 try {
   const session = await createSession(init.modelPath, init.runtime)
-  const runner = new StepRunner(session, init.manifest, init.runtime)
+  const decodePath = decodeGraphPath(init.modelPath)
+  const graphs = new StepGraphs(session, decodePath === null ? null : await createSession(decodePath, init.runtime), init.manifest)
+  const runner = new StepRunner(graphs, init.manifest, init.runtime)
   port.on('message', (msg: ToWorker) => { onMessage(runner, msg) })
   port.postMessage({ type: 'ready', inputs: [...session.inputNames], outputs: [...session.outputNames] } satisfies FromWorker)
   await loop(runner)
-  await session.release()
+  await graphs.release()
   // Nothing keeps the thread alive once the port closes: it ends on its own, after the release.
   port.close()
 } catch (err) {

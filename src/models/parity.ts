@@ -1,17 +1,20 @@
 // Checks an ONNX export in the runtime that serves it against the reference logits the trainer
 // wrote (parity.json): the whole sequence in one call, then token by token (T2R: the state after
-// both paths must agree too). This is how prefill and decode are proven to share one graph.
+// both paths must agree too). This is how prefill and decode are proven to compute the same
+// function; token by token runs through decode.onnx where the folder has one (what the engine decodes with).
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import ort from '#onnxruntime'
-import { createSession, type SessionRuntime } from '../engine/ort-session.ts'
+import { createSession, decodeGraphPath, type SessionRuntime } from '../engine/ort-session.ts'
+import { StepGraphs } from '../engine/step-graphs.ts'
 import { LOGITS_REFERENCE, ONNX_NAMES, stateTensorsFor } from '../contract/onnx-io.ts'
 import type { ParityReference } from '../contract/schemas.ts'
 import { parityContract } from '../contract/validate.ts'
-import { parseManifest, stateElements, stateShape, type Manifest } from './manifest.ts'
+import { parseManifest, stateElements, type Manifest } from './manifest.ts'
 
 export interface ParityReport {
   tokens: number
+  /** Whether token by token ran through the folder's decode.onnx (else through model.onnx). */
+  decodeGraph: boolean
   /** max |Δlogit| of the one-call run's last position vs PyTorch. */
   fullMaxDiff: number
   /** max |Δlogit| over every position when fed one token at a time. */
@@ -39,17 +42,8 @@ function maxDiff (a: ArrayLike<number>, b: ArrayLike<number>, bOffset = 0, n = a
   return d
 }
 
-function feeds (manifest: Manifest, ids: number[], position: number, state: ort.Tensor[]): Record<string, ort.Tensor> {
-  const f: Record<string, ort.Tensor> = {
-    [ONNX_NAMES.inputIds]: new ort.Tensor('int64', BigInt64Array.from(ids.map(BigInt)), [1, ids.length]),
-    [ONNX_NAMES.positionOffset]: new ort.Tensor('int64', BigInt64Array.from([BigInt(position)]), [1])
-  }
-  manifest.state.forEach((s, i) => { f[s.name] = state[i] })
-  return f
-}
-
-function zeroState (manifest: Manifest): ort.Tensor[] {
-  return manifest.state.map((s) => new ort.Tensor('float32', new Float32Array(stateElements(s, 0)), stateShape(s, 0)))
+function zeroState (manifest: Manifest): Float32Array[] {
+  return manifest.state.map((s) => new Float32Array(stateElements(s, 0)))
 }
 
 /** On the CPU by default; scripts/gpu-check.ts runs it on the CUDA provider. */
@@ -60,30 +54,33 @@ export async function checkParity (dir: string, runtime: SessionRuntime = { exec
   if (logits === undefined) throw new Error(`${dir}/parity.json: no ${LOGITS_REFERENCE}`)
   const V = ref.vocab_size
   const ids = ref.input_ids
-  const session = await createSession(join(dir, 'model.onnx'), runtime)
+  const modelPath = join(dir, 'model.onnx')
+  const decodePath = decodeGraphPath(modelPath)
+  const graphs = new StepGraphs(await createSession(modelPath, runtime),
+    decodePath === null ? null : await createSession(decodePath, runtime), manifest)
   try {
-    const full = await session.run(feeds(manifest, ids, 0, zeroState(manifest)))
-    const fullMaxDiff = maxDiff(full[ONNX_NAMES.logits].data as Float32Array, logits, (ids.length - 1) * V, V)
+    const full = await graphs.run([ids], [0], zeroState(manifest))
+    const fullMaxDiff = maxDiff(full.out[ONNX_NAMES.logits].data as Float32Array, logits, (ids.length - 1) * V, V)
     let state = zeroState(manifest)
     let stepwiseMaxDiff = 0
     for (let t = 0; t < ids.length; t++) {
-      const out = await session.run(feeds(manifest, [ids[t]], t, state))
-      stepwiseMaxDiff = Math.max(stepwiseMaxDiff, maxDiff(out[ONNX_NAMES.logits].data as Float32Array, logits, t * V, V))
-      state = manifest.state.map((s) => out[s.output])
+      const step = await graphs.run([[ids[t]]], [t], state)
+      stepwiseMaxDiff = Math.max(stepwiseMaxDiff, maxDiff(step.out[ONNX_NAMES.logits].data as Float32Array, logits, t * V, V))
+      state = step.state
     }
     let stateMaxDiff: number | null = null
     let referenceStateMaxDiff: number | null = null
     if (manifest.architecture !== 'softmax') {
-      stateMaxDiff = Math.max(...manifest.state.map((s, i) => maxDiff(full[s.output].data as Float32Array, state[i].data as Float32Array)))
+      stateMaxDiff = Math.max(...full.state.map((s, i) => maxDiff(s, state[i])))
       // PyTorch's state, where parity.json holds it: one key per state tensor (contract/onnx-io.json).
       const refs = stateTensorsFor(manifest.architecture).map((t) => (t.reference === null ? undefined : referenceFloats(ref, t.reference)))
       if (refs.every((r) => r !== undefined)) {
-        referenceStateMaxDiff = Math.max(...refs.map((r, i) => maxDiff(full[manifest.state[i].output].data as Float32Array, r)))
+        referenceStateMaxDiff = Math.max(...refs.map((r, i) => maxDiff(full.state[i], r)))
       }
     }
-    return { tokens: ids.length, fullMaxDiff, stepwiseMaxDiff, stateMaxDiff, referenceStateMaxDiff }
+    return { tokens: ids.length, decodeGraph: graphs.hasDecodeGraph, fullMaxDiff, stepwiseMaxDiff, stateMaxDiff, referenceStateMaxDiff }
   } finally {
-    await session.release()
+    await graphs.release()
   }
 }
 

@@ -1,7 +1,7 @@
 // The decode batch's state layout: rows stack and unstack exactly, the stacked state is reused while
 // the members stay, and every member gets its own (updated) row back.
 import t from 'tap'
-import { DecodeBatch, extractRow, stackRows, stepFeeds } from '../../src/engine/batch-state.ts'
+import { DecodeBatch, decodeOutputs, extractRow, stackRows, stepFeeds } from '../../src/engine/batch-state.ts'
 import type { StateTensorSpec } from '../../src/models/manifest.ts'
 
 const LAYERS = 2
@@ -28,6 +28,47 @@ t.test('feeds: ids [B, T], one position per row, state shapes with the batch fil
   t.same([...f.position_offset.data as BigInt64Array], [3n, 9n])
   t.same(f.state_kv.dims, [LAYERS, 2, 2, 3])
   t.same(f.state_k.dims, [LAYERS, 2, 3])
+})
+
+t.test('decode graph feeds: each layer of the stacked state is its own input, a view of it', async (t) => {
+  const kv = row(1, LAYERS * 2 * 6)
+  const f = stepFeeds(specs, [[5], [7]], [3, 9], [kv, new Float32Array(LAYERS * 2 * 3)], LAYERS)
+  t.notOk('state_kv' in f, 'no stacked input')
+  t.same(f.state_kv_1.dims, [2, 2, 3])
+  t.same(f.state_k_0.dims, [2, 3])
+  t.equal(f.state_kv_1.data.buffer, kv.buffer, 'a view: no copy')
+  t.same([...f.state_kv_1.data], [...kv.subarray(12, 24)], 'layer 1 is the second half of the stacked [L, B, ...] array')
+})
+
+t.test('decode graph outputs: each layer\'s buffer is a view of one new stacked array per state tensor', async (t) => {
+  const { state, buffers } = decodeOutputs(specs, LAYERS, 3, 2)
+  t.same(state.map((s) => s.length), [LAYERS * 2 * 6, LAYERS * 2 * 3])
+  t.same(Object.keys(buffers).sort(), ['state_k_out_0', 'state_k_out_1', 'state_kv_out_0', 'state_kv_out_1'])
+  const layer1 = buffers.state_kv_out_1.data as Float32Array
+  layer1.fill(4)
+  t.same([...state[0].subarray(0, 12)], new Array(12).fill(0))
+  t.same([...state[0].subarray(12)], new Array(12).fill(4), 'what the graph writes for layer 1 lands in the stacked layer 1')
+  const kv: StateTensorSpec = { name: 'past_key', output: 'present_key', shape: [LAYERS, 'batch', 2, 'past', 3], dtype: 'float32', growing_axis: 3 }
+  t.same(decodeOutputs([kv], LAYERS, 5, 1).buffers.present_key_0.dims, [1, 2, 6, 3], 'a KV cache comes back one position longer')
+})
+
+t.test('double buffering: a steady batch offers the state its last step consumed, never the live one', async (t) => {
+  const a = { state: [row(1, 12), row(1, 6)] as Float32Array[] | null }
+  const b = { state: [row(2, 12), row(2, 6)] as Float32Array[] | null }
+  const batch = new DecodeBatch<typeof a>(specs, LAYERS)
+  const first = batch.stateFor([a, b])
+  t.equal(batch.takeSpare(), null, 'a new batch has nothing to offer')
+  const second = first.map((d) => d.map((x) => x + 1))
+  batch.update(second)
+  t.equal(batch.stateFor([a, b]), second)
+  t.equal(batch.takeSpare(), first, 'the consumed state')
+  t.equal(batch.takeSpare(), null, 'offered once')
+  batch.update(first.map((d) => d.map((x) => x + 2)))
+  batch.stateFor([b, a])
+  t.equal(batch.takeSpare(), null, 'members changed: restacked, no spare')
+  const { state } = decodeOutputs(specs, LAYERS, 0, 2, second)
+  t.equal(state[0], second[0], 'decode outputs are written into a spare of the right size')
+  t.not(decodeOutputs(specs, LAYERS, 0, 3, second).state[0], second[0], 'not into one of another size')
 })
 
 t.test('a decode batch restacks only when its members change, and hands rows back', async (t) => {

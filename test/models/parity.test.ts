@@ -8,8 +8,9 @@ for (const [label, dir] of [
   ['shipped sotu-base (KV cache)', join(SHIPPED, 'sotu-base')],
   ['tiny t2r', join(tinyModelsDir(), 'tiny-t2r')]
 ] as const) {
-  t.test(`${label}: onnxruntime-node matches PyTorch in one call and token by token`, async (t) => {
+  t.test(`${label}: onnxruntime-node matches PyTorch in one call and token by token (decode.onnx)`, async (t) => {
     const r = await checkParity(dir)
+    t.ok(r.decodeGraph, 'token by token ran through the decode graph (decode.onnx) the engine decodes with')
     t.ok(r.fullMaxDiff <= PARITY_TOLERANCE, `one call: max |Δlogit| ${r.fullMaxDiff}`)
     t.ok(r.stepwiseMaxDiff <= PARITY_TOLERANCE, `token by token: max |Δlogit| ${r.stepwiseMaxDiff}`)
     if (r.stateMaxDiff !== null) {

@@ -4,7 +4,7 @@
   python3 -m t2r convert --teacher models/sotu-base --data data/sotu --run runs/t2r --steps 1500 \
       --out models/sotu-t2r --name sotu-t2r
   python3 -m t2r evaluate --checkpoint models/sotu-t2r/checkpoint.safetensors --data data/sotu
-  python3 -m t2r export --checkpoint X.safetensors --out model.onnx
+  python3 -m t2r export --checkpoint X.safetensors --out model.onnx [--decode-out decode.onnx] [--parity-out parity.json]
   python3 -m t2r import --hf hf/Llama-3.2-1B --out models/llama-1b
   python3 -m t2r export-hf --model models/sotu-base --out hf/sotu-base
   python3 -m t2r gguf --model models/sotu-base --out sotu-base.gguf
@@ -28,7 +28,7 @@ from .contract import RECIPE
 from .data import DataError, load_meta, load_split, window_starts
 from .distributed import relaunch, under_launcher
 from .evaluation import EvalCost, evaluate, teacher_evaluation
-from .export import export_onnx
+from .export import export_onnx, seeded_ids, write_reference
 from .folder import check_out, model_fields, tokenizer_files
 from .folder import write as write_folder
 from .hf_export import export_hf
@@ -134,7 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="export a checkpoint to ONNX (docs/design.md §7)")
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="the step graph (model.onnx)")
+    p.add_argument("--decode-out", help="also its one-token-per-row form (decode.onnx)")
+    p.add_argument("--parity-out", help=f"also a parity reference (parity.json) on {PARITY_TOKENS} seeded token ids")
 
     p = sub.add_parser("import", help="a Hugging Face checkpoint folder as a model folder (docs/design.md §7.5)")
     p.add_argument("--hf", required=True, help="folder with config.json, safetensors weights, tokenizer.json")
@@ -305,8 +307,13 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_export(args) -> None:
-    export_onnx(load_model(args.checkpoint), args.out)
-    emit("exported", out=args.out)
+    model = load_model(args.checkpoint)
+    export_onnx(model, args.out)
+    if args.decode_out:
+        export_onnx(model, args.decode_out, decode=True)
+    if args.parity_out:
+        write_reference(model, seeded_ids(model.cfg.vocab_size, PARITY_TOKENS), args.parity_out)
+    emit("exported", out=args.out, decode_out=args.decode_out, parity_out=args.parity_out)
 
 
 def cmd_import(args) -> None:

@@ -7,28 +7,10 @@ import json
 
 import numpy as np
 import torch
-import torch.nn as nn
 
 from .contract import ONNX_IO, check, resolve_shape, state_tensors
 from .model import Transformer
-
-
-class StepGraph(nn.Module):
-    """The exported step: (input_ids, position_offset, state a, state b) -> (last logits, a', b').
-
-    For T2R the state is (S, z); for softmax it is the KV cache (keys, values), grown by seq."""
-
-    def __init__(self, model: Transformer):
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids, position_offset, state_a, state_b):
-        caches = [(state_a[i], state_b[i]) for i in range(self.model.cfg.layers)]
-        logits, new = self.model(input_ids, position_offset, caches, last_only=True)
-        last = logits[:, -1, :]
-        # logsumexp (onnx-io.json's extra output): the server gets log-probabilities without an exp
-        # over the vocabulary per token in JavaScript.
-        return last, torch.stack([c[0] for c in new]), torch.stack([c[1] for c in new]), torch.logsumexp(last, dim=-1)
+from .step_graph import StepGraph
 
 
 def empty_state(model: Transformer, batch: int, past: int = 0) -> list[torch.Tensor]:
@@ -50,24 +32,40 @@ def state_spec(model: Transformer) -> list[dict]:
              "growing_axis": t["growing_axis"]} for t in state_tensors(model.cfg.attention)]
 
 
-def _dynamic_axes(tensors: list[dict]) -> dict:
-    return {t["name"]: {axis: d for axis, d in enumerate(t["shape"]) if d in ONNX_IO["dynamic_axes"]} for t in tensors}
+def _dynamic_axes(tensors: list[dict], fixed: tuple[str, ...] = ()) -> dict:
+    return {t["name"]: {axis: d for axis, d in enumerate(t["shape"]) if d in ONNX_IO["dynamic_axes"] and d not in fixed}
+            for t in tensors}
 
 
-def export_onnx(model: Transformer, path: str) -> None:
+def layer_name(name: str, layer: int) -> str:
+    """A decode graph's input or output for one layer of a state tensor (contract/onnx-io.json)."""
+    return ONNX_IO["decode_graph"]["layer_name"].format(name=name, layer=layer)
+
+
+def export_onnx(model: Transformer, path: str, decode: bool = False) -> None:
+    """The step graph (contract/onnx-io.json) at `path`; `decode`: its decode_graph form (seq fixed
+    at 1, the state per layer), which the engine runs for decoding steps when the folder has it."""
     model.eval()
-    ids = torch.tensor([[1, 2, 3]], dtype=torch.long)
+    ids = torch.tensor([[1]] if decode else [[1, 2, 3]], dtype=torch.long)
     offset = torch.tensor([2], dtype=torch.long)
     state = state_tensors(model.cfg.attention)
     # Softmax: a cache of 2 past tokens, so the traced graph keeps the past axis dynamic.
-    a, b = empty_state(model, 1, past=2)
-    state_outputs = [{"name": t["output"], "shape": t["output_shape"]} for t in state]
-    outputs = ONNX_IO["outputs"] + state_outputs + ONNX_IO["extra_outputs"]
-    dynamic = {**_dynamic_axes(ONNX_IO["inputs"]), **_dynamic_axes(state), **_dynamic_axes(outputs)}
+    values = empty_state(model, 1, past=2)
+    state_in = [{"name": t["name"], "shape": t["shape"]} for t in state]
+    state_out = [{"name": t["output"], "shape": t["output_shape"]} for t in state]
+    if decode:
+        layers = range(model.cfg.layers)
+        state_in = [{"name": layer_name(t["name"], l), "shape": t["shape"][1:]} for t in state_in for l in layers]
+        state_out = [{"name": layer_name(t["name"], l), "shape": t["shape"][1:]} for t in state_out for l in layers]
+        values = [v[l] for v in values for l in layers]
+    inputs = ONNX_IO["inputs"] + state_in
+    outputs = ONNX_IO["outputs"] + state_out + ONNX_IO["extra_outputs"]
+    fixed = ("seq",) if decode else ()
+    dynamic = {**_dynamic_axes(inputs, fixed), **_dynamic_axes(outputs)}
     with torch.no_grad():
-        torch.onnx.export(StepGraph(model), (ids, offset, a, b), path, opset_version=ONNX_IO["opset"],
-                          input_names=[t["name"] for t in ONNX_IO["inputs"] + state],
-                          output_names=[t["name"] for t in outputs], dynamic_axes=dynamic, do_constant_folding=True)
+        torch.onnx.export(StepGraph(model, decode), (ids, offset, *values), path, opset_version=ONNX_IO["opset"],
+                          input_names=[t["name"] for t in inputs], output_names=[t["name"] for t in outputs],
+                          dynamic_axes=dynamic, do_constant_folding=True)
 
 
 def _b64(a: np.ndarray) -> str:
@@ -87,6 +85,12 @@ def reference(model: Transformer, ids: list[int]) -> dict:
         if t["reference"] is not None:
             out[t["reference"]] = _b64(torch.stack([c[i] for c in caches])[:, 0].numpy())
     return out
+
+
+def seeded_ids(vocab_size: int, count: int) -> list[int]:
+    """Token ids for a parity reference where no text is at hand (an import, a rebuild from a checkpoint):
+    the same ids for the same vocabulary size every time."""
+    return torch.randint(0, vocab_size, (count,), generator=torch.Generator().manual_seed(0)).tolist()
 
 
 def write_reference(model: Transformer, ids: list[int], path: str) -> None:

@@ -53,6 +53,7 @@ def write(out: str, model: Transformer, manifest: dict, parity_ids: list[int], c
     try:
         save_model(os.path.join(tmp, "checkpoint.safetensors"), model)
         export_onnx(model, os.path.join(tmp, "model.onnx"))
+        export_onnx(model, os.path.join(tmp, "decode.onnx"), decode=True)
         write_reference(model, parity_ids, os.path.join(tmp, "parity.json"))
         for name, source in copies.items():
             shutil.copyfile(source, os.path.join(tmp, name))

@@ -11,6 +11,7 @@ import os
 import torch
 
 from . import hf_weights
+from .export import seeded_ids
 from .folder import TOKENIZER_EXTRAS, check_out, model_fields, write
 from .hf_config import GPT2, HFConfigError, from_hf
 from .hf_files import path_in, read_json
@@ -86,7 +87,7 @@ def import_hf(hf_dir: str, out: str, name: str | None = None) -> dict:
         "source": {"format": "huggingface", "architecture": imported.architecture, "dtype": dtype},
         "generation_defaults": generation_defaults(generation),
     }
-    ids = torch.randint(0, model.cfg.vocab_size, (PARITY_TOKENS,), generator=torch.Generator().manual_seed(0)).tolist()
+    ids = seeded_ids(model.cfg.vocab_size, PARITY_TOKENS)
     copies = {n: path_in(hf_dir, n, n, HFTokenizerError) for n in (TOKENIZER,) + TOKENIZER_EXTRAS
               if os.path.lexists(os.path.join(hf_dir, n))}
     write(out, model, manifest, ids, copies)

@@ -73,7 +73,7 @@ def convert_args(work, teacher, data, name):
 
 def test_pretrain_packages_a_model_folder(teacher):
     files = sorted(os.listdir(teacher))
-    assert files == ["checkpoint.safetensors", "model.json", "model.onnx", "parity.json", "tokenizer.json"]
+    assert files == ["checkpoint.safetensors", "decode.onnx", "model.json", "model.onnx", "parity.json", "tokenizer.json"]
     manifest = json.load(open(teacher / "model.json"))
     assert manifest["architecture"] == "softmax" and manifest["name"] == "tiny-base"
     assert manifest["vocab_size"] == VOCAB and manifest["eos_token_id"] == VOCAB - 1
@@ -91,7 +91,7 @@ def test_convert_happy_path(work, teacher, data):
     assert evs[0]["event"] == "start" and evs[0]["config"]["attention"] == "t2r"
     assert evs[-1]["event"] == "packaged"
 
-    assert sorted(os.listdir(out)) == ["checkpoint.safetensors", "model.json", "model.onnx", "parity.json",
+    assert sorted(os.listdir(out)) == ["checkpoint.safetensors", "decode.onnx", "model.json", "model.onnx", "parity.json",
                                        "tokenizer.json"]
     manifest = json.load(open(out / "model.json"))
     teacher_manifest = json.load(open(teacher / "model.json"))

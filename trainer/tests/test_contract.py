@@ -4,12 +4,14 @@ contract/trainer-args.json lists, with its recipe defaults. The server's side: t
 import json
 import os
 
+import onnx
 import pytest
 
 from conftest import write_data
 from t2r.cli import build_parser
 from t2r.contract import CONTRACT_DIR, ONNX_IO, RECIPE, ContractError, check, load, state_tensors
 from t2r.data import DataError, load_meta
+from t2r.export import layer_name
 from t2r.jsonschema_subset import KEYWORDS, SchemaError, errors
 from test_cli import TINY, TINY_MODEL, json_lines, t2r
 
@@ -138,10 +140,18 @@ def test_model_folders_the_trainer_writes_keep_to_the_contract(runs):
             [(t["name"], t["output"], t["growing_axis"]) for t in tensors]
         references = {ONNX_IO["outputs"][0]["reference"]} | {t["reference"] for t in tensors if t["reference"]}
         assert set(parity) == {"input_ids", "vocab_size"} | references
-        graph = open(work / name / "model.onnx", "rb").read()
-        names = [t["name"] for t in ONNX_IO["inputs"] + ONNX_IO["outputs"] + ONNX_IO["extra_outputs"]]
-        for n in names + [t["name"] for t in tensors] + [t["output"] for t in tensors]:
-            assert n.encode() in graph, f"{name}/model.onnx lacks tensor {n}"
+        graph = onnx.load(str(work / name / "model.onnx")).graph
+        inputs = [t["name"] for t in ONNX_IO["inputs"]]
+        outputs = [t["name"] for t in ONNX_IO["outputs"]]
+        extra = [t["name"] for t in ONNX_IO["extra_outputs"]]
+        assert [i.name for i in graph.input] == inputs + [t["name"] for t in tensors]
+        assert [o.name for o in graph.output] == outputs + [t["output"] for t in tensors] + extra
+        # The decode graph: the same with every state tensor split per layer, layer by layer.
+        decode = onnx.load(str(work / name / ONNX_IO["decode_graph"]["file"])).graph
+        layers = range(manifest["layers"])
+        assert [i.name for i in decode.input] == inputs + [layer_name(t["name"], l) for t in tensors for l in layers]
+        assert [o.name for o in decode.output] == outputs + [layer_name(t["output"], l) for t in tensors for l in layers] + extra
+        assert [d.dim_value for d in decode.input[0].type.tensor_type.shape.dim][1:] == [ONNX_IO["decode_graph"]["seq"]]
 
 
 def test_intermediate_evaluations_score_a_validation_sample_and_the_final_one_the_test_split(runs):

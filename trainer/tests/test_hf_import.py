@@ -49,7 +49,7 @@ def hf_tensors(folder: str) -> dict:
 def test_import_writes_a_complete_model_folder(variant, hf, imported):
     manifest, out = imported[variant]
     arch, options = VARIANTS[variant]
-    assert sorted(os.listdir(out)) == sorted(["checkpoint.safetensors", "model.json", "model.onnx", "parity.json",
+    assert sorted(os.listdir(out)) == sorted(["checkpoint.safetensors", "decode.onnx", "model.json", "model.onnx", "parity.json",
                                               *TOKENIZER_FILES])
     for name in TOKENIZER_FILES:  # copied as they are
         assert open(os.path.join(out, name), "rb").read() == open(os.path.join(hf[variant], name), "rb").read()
