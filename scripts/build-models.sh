@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 MODELS=${1:-models}
 PYTHON=${PYTHON:-/usr/bin/python3}
 EXPORTER=(trainer/t2r/export.py trainer/t2r/step_graph.py trainer/t2r/model.py trainer/t2r/checkpoint.py
-  trainer/t2r/safetensors.py trainer/t2r/contract.py contract/onnx-io.json contract/parity.schema.json)
+  trainer/t2r/safetensors.py trainer/t2r/contract.py trainer/t2r/cli.py contract/onnx-io.json contract/parity.schema.json)
 GENERATED=(model.onnx decode.onnx parity.json)
 
 for checkpoint in "$MODELS"/*/checkpoint.safetensors; do
