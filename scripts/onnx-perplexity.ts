@@ -6,7 +6,8 @@
 // A quantized folder (`python3 -m t2r quantize`) is scored beside its source folder on the same
 // windows; --write records both figures in its model.json (`quantization`), which /v1/models shows.
 //   npx tsx scripts/onnx-perplexity.ts --model models/sotu-t2r-q8 [--reference models/sotu-t2r] [--data data/sotu] [--windows N] [--write]
-// Prints one JSON line: {perplexity, reference_perplexity?, ratio?, tokens, windows, seconds}.
+// Prints one JSON line: {perplexity, reference_perplexity?, ratio?, max_token_logprob_diff?, tokens, windows, seconds}
+// (max_token_logprob_diff: the largest change of one scored token's log-probability, quantized vs source).
 import { readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { basename, dirname, join } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -43,20 +44,20 @@ function positive (flag: string, text: string | undefined): number | undefined {
   return n
 }
 
-function readManifest (dir: string): Manifest & { quantization?: Record<string, unknown> } {
+function readManifest (dir: string): Manifest {
   return parseManifest(JSON.parse(readFileSync(join(dir, 'model.json'), 'utf8')), dir)
 }
 
-/** Mean negative log-likelihood of each window's next tokens, `batch` windows per graph call. */
-async function scoreWindows (dir: string, manifest: Manifest, windows: Uint16Array[], seq: number, batch: number, threads: number): Promise<number> {
+/** Negative log-likelihood of each window's next tokens (window-major), `batch` windows per graph call. */
+async function scoreWindows (dir: string, manifest: Manifest, windows: Uint16Array[], seq: number, batch: number, threads: number): Promise<Float64Array> {
   const session = await createSession(join(dir, 'model.onnx'), { executionProvider: 'cpu', cudaDevice: 0, intraOpThreads: threads, maxBatch: batch, prefillChunk: seq })
   const V = manifest.vocab_size
-  let nll = 0
+  const nll = new Float64Array(windows.length * seq)
   try {
     for (let first = 0; first < windows.length; first += batch) {
       const group = windows.slice(first, first + batch)
       const B = group.length
-      let state = manifest.state.map((s) => new ort.Tensor('float32', new Float32Array(stateElements(s, 0) * B), stateShape(s, 0, B)))
+      let state: ort.Tensor[] = manifest.state.map((s) => new ort.Tensor('float32', new Float32Array(stateElements(s, 0) * B), stateShape(s, 0, B)))
       for (let t = 0; t < seq; t++) {
         const feeds: Record<string, ort.Tensor> = {
           [ONNX_NAMES.inputIds]: new ort.Tensor('int64', BigInt64Array.from(group, (w) => BigInt(w[t])), [B, 1]),
@@ -71,7 +72,7 @@ async function scoreWindows (dir: string, manifest: Manifest, windows: Uint16Arr
           for (const x of row) max = Math.max(max, x)
           let sum = 0
           for (const x of row) sum += Math.exp(x - max)
-          nll += max + Math.log(sum) - row[group[b][t + 1]]
+          nll[(first + b) * seq + t] = max + Math.log(sum) - row[group[b][t + 1]]
         }
         state = manifest.state.map((s) => out[s.output])
       }
@@ -79,8 +80,10 @@ async function scoreWindows (dir: string, manifest: Manifest, windows: Uint16Arr
   } finally {
     await session.release()
   }
-  return nll / (windows.length * seq)
+  return nll
 }
+
+const perplexityOf = (nll: Float64Array): number => Math.exp(nll.reduce((a, b) => a + b, 0) / nll.length)
 
 if (values.model === undefined) fail('--model FOLDER is required')
 const seq = positive('seq', values.seq)!
@@ -89,18 +92,21 @@ const threads = positive('threads', values.threads)!
 const limit = positive('windows', values.windows)
 const manifest = readManifest(values.model)
 const source = manifest.quantization?.source
-const referenceDir = values.reference ?? (typeof source === 'string' ? join(dirname(values.model), source) : undefined)
+const referenceDir = values.reference ?? (source === undefined ? undefined : join(dirname(values.model), source))
 if (values.write && (manifest.quantization === undefined || referenceDir === undefined)) fail('--write needs a quantized model folder (model.json `quantization`) and its source')
 
 const ids = await readTokenFile(join(values.data, tokenFileName(values.split as SplitName)))
 const count = Math.min(Math.floor((ids.length - 1) / seq), limit ?? Infinity)
 const windows = Array.from({ length: count }, (_, w) => ids.subarray(w * seq, w * seq + seq + 1))
 const started = Date.now()
-const perplexity = Math.exp(await scoreWindows(values.model, manifest, windows, seq, batch, threads))
+const scored = await scoreWindows(values.model, manifest, windows, seq, batch, threads)
+const perplexity = perplexityOf(scored)
 const result: Record<string, unknown> = { perplexity: Number(perplexity.toFixed(4)) }
 if (referenceDir !== undefined) {
-  const reference = Math.exp(await scoreWindows(referenceDir, readManifest(referenceDir), windows, seq, batch, threads))
-  Object.assign(result, { reference: basename(referenceDir), reference_perplexity: Number(reference.toFixed(4)), ratio: Number((perplexity / reference).toFixed(4)) })
+  const referenceScored = await scoreWindows(referenceDir, readManifest(referenceDir), windows, seq, batch, threads)
+  const reference = perplexityOf(referenceScored)
+  const maxDiff = scored.reduce((m, x, i) => Math.max(m, Math.abs(x - referenceScored[i])), 0)
+  Object.assign(result, { reference: basename(referenceDir), reference_perplexity: Number(reference.toFixed(4)), ratio: Number((perplexity / reference).toFixed(4)), max_token_logprob_diff: Number(maxDiff.toFixed(4)) })
 }
 Object.assign(result, { tokens: count * seq, windows: count, split: values.split, seconds: (Date.now() - started) / 1000 })
 console.log(JSON.stringify(result))

@@ -155,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", help="model folder (-> a derived folder NAME-qBITS) or one .onnx file (-> X.qBITS.onnx)")
     p.add_argument("--bits", type=int, required=True, help="4 or 8")
     p.add_argument("--block-size", type=int, default=32, help="weights per scale along K (a power of 2, >= 16)")
+    p.add_argument("--accuracy-level", type=int, default=4,
+                   help="MatMulNBits arithmetic: 4 int8 (fastest on CPU), 1 float32")
     p.add_argument("--out", help="where to write (default: beside the source, named as above)")
     return parser
 
@@ -328,7 +330,7 @@ def cmd_gguf(args) -> None:
 
 
 def cmd_quantize(args) -> None:
-    emit("quantized", out=quantize.run(args.path, args.bits, args.block_size, args.out), bits=args.bits,
+    emit("quantized", out=quantize.run(args.path, args.bits, args.block_size, args.accuracy_level, args.out), bits=args.bits,
          block_size=args.block_size)
 
 

@@ -2,7 +2,7 @@
 exporter wrote, so it keeps working whatever the graph looks like (fused projections, per-layer
 state, a second decode graph).
 
-    python3 -m t2r quantize models/sotu-t2r --bits 8 [--block-size 32] [--out models/sotu-t2r-q8]
+    python3 -m t2r quantize models/sotu-t2r --bits 8 [--block-size 32] [--accuracy-level 4|1] [--out models/sotu-t2r-q8]
     python3 -m t2r quantize x.onnx --bits 4                      # writes x.q4.onnx beside it
 
 Every MatMul (and Gemm without transA, alpha = beta = 1) whose right-hand side is a 2-D constant
@@ -13,6 +13,12 @@ its own float32 scale and uint8 zero point (asymmetric: w ≈ scale * (q - zero_
 uint8, column n's K values in order, 4-bit values two per byte, the first in the low nibble; scales
 [N * blocks]; zero points [N * ceil(blocks*bits/8)], packed the same way. K is padded to whole
 blocks with the zero point (the padding multiplies nothing: A has K columns).
+
+`accuracy_level` is ONNX Runtime's choice of arithmetic for the product: 4 (the default) quantizes
+the activations to int8 per block too and multiplies in integers, 1 dequantizes to float32. Measured
+on sotu-t2r, one thread (docs/design.md §7.6): level 4 takes 0.4x fp32's decode step at 8 and 4
+bits; level 1 takes 0.76x at 4 bits and 5x (a slow fallback) at 8 bits. Level 4's perplexity cost
+stays within the 2% budget at 8 bits, its per-token noise is larger (see §7.6).
 
 A model folder becomes a derived folder (default `<folder>-q<bits>`) that serves as its own model:
 every .onnx graph in it quantized, model.json renamed and given a `quantization` record; the
@@ -31,8 +37,13 @@ from onnx import helper, numpy_helper
 from .contract import check
 
 BITS = (4, 8)
+ACCURACY_LEVELS = {1: "float32", 4: "int8"}  # MatMulNBits accuracy_level -> what it computes in
 MS_DOMAIN = "com.microsoft"
-METHOD = "MatMulNBits, asymmetric, float32 scale and uint8 zero point per block"
+
+
+def method(accuracy_level: int) -> str:
+    return (f"MatMulNBits, asymmetric, float32 scale and uint8 zero point per block, "
+            f"{ACCURACY_LEVELS[accuracy_level]} arithmetic (accuracy_level {accuracy_level})")
 
 
 class QuantizeError(ValueError):
@@ -93,7 +104,7 @@ def _gemm_ok(node: onnx.NodeProto) -> bool:
     return attrs.get("transA", 0) == 0 and attrs.get("alpha", 1.0) == 1.0 and attrs.get("beta", 1.0) == 1.0
 
 
-def quantize_model(model: onnx.ModelProto, bits: int, block_size: int) -> int:
+def quantize_model(model: onnx.ModelProto, bits: int, block_size: int, accuracy_level: int = 4) -> int:
     """Rewrites `model` in place; -> the number of products replaced."""
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
@@ -120,7 +131,8 @@ def quantize_model(model: onnx.ModelProto, bits: int, block_size: int) -> int:
         if node.op_type == "Gemm" and len(node.input) > 2 and node.input[2]:
             inputs += ["", node.input[2]]  # no g_idx; the bias
         nodes.append(helper.make_node("MatMulNBits", inputs, list(node.output), name=f"{base}/MatMulNBits",
-                                      domain=MS_DOMAIN, K=k, N=n, bits=bits, block_size=block_size))
+                                      domain=MS_DOMAIN, K=k, N=n, bits=bits, block_size=block_size,
+                                      accuracy_level=accuracy_level))
         replaced += 1
     del graph.node[:]
     graph.node.extend(nodes)
@@ -146,9 +158,9 @@ def _drop_unused(graph: onnx.GraphProto) -> None:
     graph.initializer.extend(keep)
 
 
-def quantize_file(src: str, dst: str, bits: int, block_size: int) -> int:
+def quantize_file(src: str, dst: str, bits: int, block_size: int, accuracy_level: int) -> int:
     model = onnx.load(src)
-    replaced = quantize_model(model, bits, block_size)
+    replaced = quantize_model(model, bits, block_size, accuracy_level)
     if replaced == 0:
         raise QuantizeError(f"{src}: no MatMul or Gemm with a constant 2-D weight to quantize")
     tmp = f"{dst}.tmp-{os.getpid()}"
@@ -161,14 +173,16 @@ def quantize_file(src: str, dst: str, bits: int, block_size: int) -> int:
     return replaced
 
 
-def check_args(bits: int, block_size: int) -> None:
+def check_args(bits: int, block_size: int, accuracy_level: int) -> None:
     if bits not in BITS:
         raise QuantizeError(f"--bits must be 4 or 8, got {bits}")
+    if accuracy_level not in ACCURACY_LEVELS:
+        raise QuantizeError(f"--accuracy-level must be 4 (int8 arithmetic) or 1 (float32), got {accuracy_level}")
     if block_size < 16 or block_size & (block_size - 1):
         raise QuantizeError(f"--block-size must be a power of 2, at least 16 (MatMulNBits), got {block_size}")
 
 
-def quantize_folder(src: str, out: str, bits: int, block_size: int) -> dict:
+def quantize_folder(src: str, out: str, bits: int, block_size: int, accuracy_level: int) -> dict:
     """Writes the derived model folder `out` (never over an existing one); -> its manifest."""
     if os.path.exists(out):
         raise QuantizeError(f"--out {out} exists; a model folder is never overwritten")
@@ -183,14 +197,16 @@ def quantize_folder(src: str, out: str, bits: int, block_size: int) -> dict:
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     try:
-        replaced = {g: quantize_file(os.path.join(src, g), os.path.join(tmp, g), bits, block_size) for g in graphs}
+        replaced = {g: quantize_file(os.path.join(src, g), os.path.join(tmp, g), bits, block_size, accuracy_level)
+                    for g in graphs}
         # The weights are not the checkpoint's any more, so neither the checkpoint nor PyTorch's
         # parity reference comes along; the tokenizer files do.
         for name in sorted(os.listdir(src)):
             if name.endswith(".json") and name not in ("model.json", "parity.json"):
                 shutil.copyfile(os.path.join(src, name), os.path.join(tmp, name))
         manifest = {**manifest, "name": os.path.basename(os.path.normpath(out)),
-                    "quantization": {"bits": bits, "block_size": block_size, "method": METHOD,
+                    "quantization": {"bits": bits, "block_size": block_size, "accuracy_level": accuracy_level,
+                                     "method": method(accuracy_level),
                                      "source": manifest["name"], "products": sum(replaced.values())}}
         check(manifest, "manifest.schema.json", "model.json")
         with open(os.path.join(tmp, "model.json"), "w") as f:
@@ -203,15 +219,15 @@ def quantize_folder(src: str, out: str, bits: int, block_size: int) -> dict:
     return manifest
 
 
-def run(path: str, bits: int, block_size: int, out: str | None) -> str:
+def run(path: str, bits: int, block_size: int, accuracy_level: int, out: str | None) -> str:
     """The CLI's job: a folder or one .onnx file; -> what was written."""
-    check_args(bits, block_size)
+    check_args(bits, block_size, accuracy_level)
     if os.path.isdir(path):
         out = out or f"{os.path.normpath(path)}-q{bits}"
-        quantize_folder(path, out, bits, block_size)
+        quantize_folder(path, out, bits, block_size, accuracy_level)
         return out
     if not path.endswith(".onnx") or not os.path.isfile(path):
         raise QuantizeError(f"{path}: neither a model folder nor an .onnx file")
     out = out or f"{path[:-len('.onnx')]}.q{bits}.onnx"
-    quantize_file(path, out, bits, block_size)
+    quantize_file(path, out, bits, block_size, accuracy_level)
     return out

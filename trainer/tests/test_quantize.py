@@ -95,7 +95,7 @@ def test_products_with_constant_weights_become_matmulnbits():
     for node in model.graph.node:
         name = node.name.split("/")[0]
         attrs = {a.name: a.i for a in node.attribute}
-        assert node.domain == "com.microsoft" and attrs == {"K": 64, "N": 32, "bits": 8, "block_size": 32}
+        assert node.domain == "com.microsoft" and attrs == {"K": 64, "N": 32, "bits": 8, "block_size": 32, "accuracy_level": 4}
         q, scale, zero = (inits[i] for i in node.input[1:4])
         got = dequantize_blocks(q, scale.reshape(32, 2), zero.reshape(32, 2), 64)
         assert np.abs(got - weights[name]).max() < 0.02, name
@@ -108,6 +108,7 @@ def test_cli_refuses_bad_flags_naming_them(tmp_path):
     err = assert_fails(t2r("quantize", tmp_path / "m.onnx", "--bits", "5"), "--bits")
     assert err == "t2r quantize: error: --bits must be 4 or 8, got 5"
     assert_fails(t2r("quantize", tmp_path / "m.onnx", "--bits", "8", "--block-size", "24"), "--block-size")
+    assert_fails(t2r("quantize", tmp_path / "m.onnx", "--bits", "8", "--accuracy-level", "2"), "--accuracy-level")
     assert_fails(t2r("quantize", tmp_path / "missing", "--bits", "8"), "neither a model folder nor an .onnx file")
     ok = t2r("quantize", tmp_path / "m.onnx", "--bits", "4")
     assert ok.returncode == 0, ok.stderr
