@@ -41,8 +41,10 @@ async function greedy (model: string, prompt: string): Promise<Completion> {
 }
 
 t.test('/v1/models shows each quantized variant with its measured perplexity beside its source\'s', async (t) => {
-  const { data } = await (await fetch(`${srv.url}/v1/models`)).json() as { data: Array<{ id: string, quantization: Record<string, unknown> | null }> }
+  const { data } = await (await fetch(`${srv.url}/v1/models`)).json() as { data: Array<{ id: string, metrics: object, quantization: Record<string, unknown> | null }> }
   const byId = new Map(data.map((m) => [m.id, m.quantization]))
+  // The source's PyTorch metrics are not the quantized graph's: its figures are in `quantization`.
+  t.same(data.find((m) => m.id === 'tiny-t2r-q8')?.metrics, {})
   t.same([...byId.keys()].sort(), ['tiny-base', 'tiny-base-q8', 'tiny-t2r', 'tiny-t2r-q4', 'tiny-t2r-q8'])
   t.equal(byId.get('tiny-t2r'), null, 'the fp32 source is not quantized')
   for (const [source, bits] of VARIANTS) {

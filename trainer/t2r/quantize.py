@@ -16,8 +16,8 @@ blocks with the zero point (the padding multiplies nothing: A has K columns).
 
 `accuracy_level` is ONNX Runtime's choice of arithmetic for the product: 4 (the default) quantizes
 the activations to int8 per block too and multiplies in integers, 1 dequantizes to float32. Measured
-on sotu-t2r, one thread (docs/design.md §7.6): level 4 takes 0.4x fp32's decode step at 8 and 4
-bits; level 1 takes 0.76x at 4 bits and 5x (a slow fallback) at 8 bits. Level 4's perplexity cost
+on sotu-t2r, one thread (docs/design.md §7.6): level 4 takes 0.4-0.7x fp32's decode step at 8 and
+4 bits; level 1 takes 0.76x at 4 bits and 5x (a slow fallback) at 8 bits. Level 4's perplexity cost
 stays within the 2% budget at 8 bits, its per-token noise is larger (see §7.6).
 
 A model folder becomes a derived folder (default `<folder>-q<bits>`) that serves as its own model:
@@ -204,6 +204,9 @@ def quantize_folder(src: str, out: str, bits: int, block_size: int, accuracy_lev
         for name in sorted(os.listdir(src)):
             if name.endswith(".json") and name not in ("model.json", "parity.json"):
                 shutil.copyfile(os.path.join(src, name), os.path.join(tmp, name))
+        # `metrics` are the source checkpoint's PyTorch figures, not this graph's: the record's
+        # perplexity fields (scripts/onnx-perplexity.ts) take their place.
+        manifest = {k: v for k, v in manifest.items() if k != "metrics"}
         manifest = {**manifest, "name": os.path.basename(os.path.normpath(out)),
                     "quantization": {"bits": bits, "block_size": block_size, "accuracy_level": accuracy_level,
                                      "method": method(accuracy_level),
