@@ -6,8 +6,9 @@ import { execFileSync } from 'node:child_process'
 import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import ort from 'onnxruntime-node'
 import t from 'tap'
-import { corpusDir, ROOT, t2r, tinyModelsDir } from '../helpers/fixtures.ts'
+import { corpusDir, PYTHON, ROOT, t2r, tinyModelsDir } from '../helpers/fixtures.ts'
 import { postJson, startServer } from '../helpers/server.ts'
 
 // Largest |Δ log-probability| of a generated token allowed between a quantized model and its fp32
@@ -31,6 +32,39 @@ for (const [source, bits] of VARIANTS) {
 }
 const srv = await startServer({ modelsDir: root })
 t.teardown(srv.close)
+
+// One MatMul, K = 80 (a padded last block), quantized by the trainer; expected: A · dequantize(B)
+// computed by the trainer's own inverse, accuracy level 1 (float32 arithmetic: only the layout is
+// under test). ONNX Runtime must read MatMulNBits' layout as written.
+const ONE_MATMUL = `
+import json, sys
+import numpy as np, onnx
+from onnx import TensorProto, helper, numpy_helper
+from t2r.quantize import dequantize_blocks, quantize_blocks, quantize_file
+out = sys.argv[1]
+rng = np.random.default_rng(0)
+w, a = rng.standard_normal((80, 24)).astype(np.float32), rng.standard_normal((3, 80)).astype(np.float32)
+graph = helper.make_graph([helper.make_node("MatMul", ["a", "w"], ["y"])], "g", [helper.make_tensor_value_info("a", TensorProto.FLOAT, [3, 80])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 24])], [numpy_helper.from_array(w, "w")])
+onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), f"{out}/m.onnx")
+expected = {"a": a.ravel().tolist()}
+for bits in (8, 4):
+    quantize_file(f"{out}/m.onnx", f"{out}/m.q{bits}.onnx", bits, 32, 1)
+    expected[bits] = (a @ dequantize_blocks(*quantize_blocks(w, bits, 32), 80)).ravel().tolist()
+json.dump(expected, open(f"{out}/expected.json", "w"))
+`
+
+t.test('ONNX Runtime multiplies by the weights quantize_blocks wrote (8 and 4 bits, a padded block)', async (t) => {
+  const dir = mkdtempSync(join(root, 'one-matmul-'))
+  execFileSync(PYTHON, ['-c', ONE_MATMUL, dir], { env: { ...process.env, PYTHONPATH: join(ROOT, 'trainer') }, stdio: ['ignore', 'ignore', 'inherit'] })
+  const expected = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')) as Record<string, number[]>
+  for (const bits of [8, 4]) {
+    const session = await ort.InferenceSession.create(join(dir, `m.q${bits}.onnx`))
+    const y = (await session.run({ a: new ort.Tensor('float32', Float32Array.from(expected.a), [3, 80]) })).y.data as Float32Array
+    await session.release()
+    t.ok(y.every((v, i) => Math.abs(v - expected[bits][i]) < 1e-4), `${bits} bits: ORT equals A · dequantize(B)`)
+  }
+})
 
 interface Completion { text: string, logprobs: { tokens: string[], token_logprobs: number[], top_logprobs: Array<Record<string, number>> } }
 
