@@ -12,7 +12,7 @@ its own float32 scale and uint8 zero point (asymmetric: w ≈ scale * (q - zero_
 [0, 2^bits - 1]). Layout (onnxruntime docs/ContribOperators.md): B is [N, blocks, block_size*bits/8]
 uint8, column n's K values in order, 4-bit values two per byte, the first in the low nibble; scales
 [N * blocks]; zero points [N * ceil(blocks*bits/8)], packed the same way. K is padded to whole
-blocks with the zero point (the padding multiplies nothing: A has K columns).
+blocks of zeros, stored as the zero point (and A has only K columns anyway).
 
 `accuracy_level` is ONNX Runtime's choice of arithmetic for the product: 4 (the default) quantizes
 the activations to int8 per block too and multiplies in integers, 1 dequantizes to float32. Measured
@@ -64,9 +64,8 @@ def quantize_blocks(w: np.ndarray, bits: int, block_size: int) -> tuple[np.ndarr
     scale = (hi - lo) / top
     scale[scale == 0] = 1.0
     zero = np.clip(np.round(-lo / scale), 0, top)
+    # The padding is 0, so it lands on the zero point: it dequantizes to 0 whatever multiplies it.
     q = np.clip(np.round(cols / scale[:, :, None]) + zero[:, :, None], 0, top)
-    if k % block_size:
-        q.reshape(n, -1)[:, k:] = np.repeat(zero, block_size, axis=1)[:, k:]
     return q.astype(np.uint8), scale.astype(np.float32), zero.astype(np.uint8)
 
 
@@ -85,7 +84,7 @@ def pack(values: np.ndarray, bits: int) -> np.ndarray:
     return (values[..., 0::2] | (values[..., 1::2] << 4)).astype(np.uint8)
 
 
-def _constant_weight(graph: onnx.GraphProto, name: str, producers: dict, inits: dict):
+def _constant_weight(name: str, producers: dict, inits: dict):
     """The [K, N] float32 array behind `name` (an initializer, or a Transpose of a 2-D one), else None."""
     if name in inits:
         t = inits[name]
@@ -114,7 +113,7 @@ def quantize_model(model: onnx.ModelProto, bits: int, block_size: int, accuracy_
         if node.op_type not in ("MatMul", "Gemm") or (node.op_type == "Gemm" and not _gemm_ok(node)):
             nodes.append(node)
             continue
-        w = _constant_weight(graph, node.input[1], producers, inits)
+        w = _constant_weight(node.input[1], producers, inits)
         if w is not None and node.op_type == "Gemm" and any(a.name == "transB" and a.i == 1 for a in node.attribute):
             w = w.T
         if w is None:
