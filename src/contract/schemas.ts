@@ -29,7 +29,7 @@ export const QuantizationSchema = Type.Object({
   accuracy_level: Type.Union([Type.Literal(1), Type.Literal(4)]),
   method: Type.String({ minLength: 1 }),
   source: Type.String({ minLength: 1 }),
-  products: Count,
+  nodes: Count,
   perplexity: Type.Optional(Perplexity),
   reference_perplexity: Type.Optional(Perplexity),
   ratio: Type.Optional(PositiveNumber),

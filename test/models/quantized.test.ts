@@ -33,36 +33,42 @@ for (const [source, bits] of VARIANTS) {
 const srv = await startServer({ modelsDir: root })
 t.teardown(srv.close)
 
-// One MatMul, K = 80 (a padded last block), quantized by the trainer; expected: A · dequantize(B)
-// computed by the trainer's own inverse, accuracy level 1 (float32 arithmetic: only the layout is
-// under test). ONNX Runtime must read MatMulNBits' layout as written.
-const ONE_MATMUL = `
+// One MatMul (K = 80: a padded last block) and a token embedding, quantized by the trainer;
+// expected: A · dequantize(B) and dequantize(E)[ids] by the trainer's own inverse, accuracy level 1
+// (float32 arithmetic: only the layout is under test). ONNX Runtime must read the blocks as written.
+const ONE_OF_EACH = `
 import json, sys
 import numpy as np, onnx
 from onnx import TensorProto, helper, numpy_helper
 from t2r.quantize import dequantize_blocks, quantize_blocks, quantize_file
 out = sys.argv[1]
 rng = np.random.default_rng(0)
-w, a = rng.standard_normal((80, 24)).astype(np.float32), rng.standard_normal((3, 80)).astype(np.float32)
-graph = helper.make_graph([helper.make_node("MatMul", ["a", "w"], ["y"])], "g", [helper.make_tensor_value_info("a", TensorProto.FLOAT, [3, 80])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 24])], [numpy_helper.from_array(w, "w")])
+w, a, e = rng.standard_normal((80, 24)).astype(np.float32), rng.standard_normal((3, 80)).astype(np.float32), rng.standard_normal((10, 64)).astype(np.float32)
+ids = [3, 7, 0]
+graph = helper.make_graph([helper.make_node("MatMul", ["a", "w"], ["y"]), helper.make_node("Gather", ["e", "input_ids"], ["rows"])], "g",
+                          [helper.make_tensor_value_info("a", TensorProto.FLOAT, [3, 80]), helper.make_tensor_value_info("input_ids", TensorProto.INT64, [3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 24]), helper.make_tensor_value_info("rows", TensorProto.FLOAT, [3, 64])],
+                          [numpy_helper.from_array(w, "w"), numpy_helper.from_array(e, "e")])
 onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), f"{out}/m.onnx")
-expected = {"a": a.ravel().tolist()}
+expected = {"a": a.ravel().tolist(), "ids": ids}
 for bits in (8, 4):
     quantize_file(f"{out}/m.onnx", f"{out}/m.q{bits}.onnx", bits, 32, 1)
-    expected[bits] = (a @ dequantize_blocks(*quantize_blocks(w, bits, 32), 80)).ravel().tolist()
+    expected[f"y{bits}"] = (a @ dequantize_blocks(*quantize_blocks(w, bits, 32), 80)).ravel().tolist()
+    expected[f"rows{bits}"] = dequantize_blocks(*quantize_blocks(e.T, bits, 32), 64).T[ids].ravel().tolist()
 json.dump(expected, open(f"{out}/expected.json", "w"))
 `
 
-t.test('ONNX Runtime multiplies by the weights quantize_blocks wrote (8 and 4 bits, a padded block)', async (t) => {
-  const dir = mkdtempSync(join(root, 'one-matmul-'))
-  execFileSync(PYTHON, ['-c', ONE_MATMUL, dir], { env: { ...process.env, PYTHONPATH: join(ROOT, 'trainer') }, stdio: ['ignore', 'ignore', 'inherit'] })
+t.test('ONNX Runtime reads the blocks quantize.py writes (MatMulNBits, GatherBlockQuantized; 8 and 4 bits)', async (t) => {
+  const dir = mkdtempSync(join(root, 'one-of-each-'))
+  execFileSync(PYTHON, ['-c', ONE_OF_EACH, dir], { env: { ...process.env, PYTHONPATH: join(ROOT, 'trainer') }, stdio: ['ignore', 'ignore', 'inherit'] })
   const expected = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')) as Record<string, number[]>
+  const close = (got: Float32Array, want: number[]): boolean => got.length === want.length && got.every((v, i) => Math.abs(v - want[i]) < 1e-4)
   for (const bits of [8, 4]) {
     const session = await ort.InferenceSession.create(join(dir, `m.q${bits}.onnx`))
-    const y = (await session.run({ a: new ort.Tensor('float32', Float32Array.from(expected.a), [3, 80]) })).y.data as Float32Array
+    const out = await session.run({ a: new ort.Tensor('float32', Float32Array.from(expected.a), [3, 80]), input_ids: new ort.Tensor('int64', BigInt64Array.from(expected.ids.map(BigInt)), [3]) })
     await session.release()
-    t.ok(y.every((v, i) => Math.abs(v - expected[bits][i]) < 1e-4), `${bits} bits: ORT equals A · dequantize(B)`)
+    t.ok(close(out.y.data as Float32Array, expected[`y${bits}`]), `${bits} bits: MatMulNBits equals A · dequantize(B)`)
+    t.ok(close(out.rows.data as Float32Array, expected[`rows${bits}`]), `${bits} bits: GatherBlockQuantized equals dequantize(E)[ids]`)
   }
 })
 

@@ -14,6 +14,11 @@ uint8, column n's K values in order, 4-bit values two per byte, the first in the
 [N * blocks]; zero points [N * ceil(blocks*bits/8)], packed the same way. K is padded to whole
 blocks of zeros, stored as the zero point (and A has only K columns anyway).
 
+The token embedding (a Gather of a 2-D constant [vocab, dim] by the graph's `input_ids`, when dim
+is whole blocks) becomes `com.microsoft.GatherBlockQuantized` with the same blocks along dim, rows
+stored as MatMulNBits stores columns. Other constant Gathers (position tables) stay float32, as
+llama.cpp keeps `position_embd`.
+
 `accuracy_level` is ONNX Runtime's choice of arithmetic for the product: 4 (the default) quantizes
 the activations to int8 per block too and multiplies in integers, 1 dequantizes to float32. Measured
 on sotu-t2r, one thread (docs/design.md §7.6): level 4 takes 0.4-0.7x fp32's decode step at 8 and
@@ -34,7 +39,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from .contract import check
+from .contract import ONNX_IO, check
 
 BITS = (4, 8)
 ACCURACY_LEVELS = {1: "float32", 4: "int8"}  # MatMulNBits accuracy_level -> what it computes in
@@ -98,18 +103,47 @@ def _constant_weight(name: str, producers: dict, inits: dict):
     return None
 
 
+def _embedding(node: onnx.NodeProto, inits: dict, block_size: int):
+    """The [vocab, dim] table a token-embedding Gather reads, when it can be quantized; else None."""
+    axis = [a.i for a in node.attribute if a.name == "axis"]
+    if node.op_type != "Gather" or node.input[1] != ONNX_IO["inputs"][0]["name"] or (axis and axis[0] != 0):
+        return None
+    t = inits.get(node.input[0])
+    if t is None or len(t.dims) != 2 or t.data_type != onnx.TensorProto.FLOAT or t.dims[1] % block_size:
+        return None
+    return numpy_helper.to_array(t)
+
+
+def _initializers(base: str, bits: int, arrays: tuple[np.ndarray, ...]) -> tuple[list, list[str]]:
+    """(initializers, names) for the packed values, scales and zero points of one quantized weight."""
+    names = [f"{base}/q{bits}/{part}" for part in ("B", "scales", "zero_points")]
+    return [numpy_helper.from_array(a, name) for a, name in zip(arrays, names)], names
+
+
 def _gemm_ok(node: onnx.NodeProto) -> bool:
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
     return attrs.get("transA", 0) == 0 and attrs.get("alpha", 1.0) == 1.0 and attrs.get("beta", 1.0) == 1.0
 
 
 def quantize_model(model: onnx.ModelProto, bits: int, block_size: int, accuracy_level: int = 4) -> int:
-    """Rewrites `model` in place; -> the number of products replaced."""
+    """Rewrites `model` in place; -> the number of nodes replaced (products and the embedding)."""
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
     producers = {o: n for n in graph.node for o in n.output}
     nodes, added, replaced = [], [], 0
     for node in graph.node:
+        table = _embedding(node, inits, block_size)
+        if table is not None:
+            # Rows of the table are blocked as a weight's columns are: quantize its transpose.
+            q, scale, zero = quantize_blocks(table.T, bits, block_size)
+            tensors, names = _initializers(node.name or node.output[0], bits,
+                                           (pack(q, bits).reshape(len(table), -1), scale, pack(zero, bits)))
+            added += tensors
+            nodes.append(helper.make_node("GatherBlockQuantized", [names[0], node.input[1], names[1], names[2]], list(node.output),
+                                          name=f"{node.name or node.output[0]}/GatherBlockQuantized", domain=MS_DOMAIN,
+                                          gather_axis=0, quantize_axis=1, block_size=block_size, bits=bits))
+            replaced += 1
+            continue
         if node.op_type not in ("MatMul", "Gemm") or (node.op_type == "Gemm" and not _gemm_ok(node)):
             nodes.append(node)
             continue
@@ -120,12 +154,10 @@ def quantize_model(model: onnx.ModelProto, bits: int, block_size: int, accuracy_
             nodes.append(node)
             continue
         k, n = w.shape
-        q, scale, zero = quantize_blocks(w, bits, block_size)
         base = node.name or node.output[0]
-        names = [f"{base}/q{bits}/{part}" for part in ("B", "scales", "zero_points")]
-        added += [numpy_helper.from_array(pack(q, bits), names[0]),
-                  numpy_helper.from_array(scale.reshape(-1), names[1]),
-                  numpy_helper.from_array(pack(zero, bits).reshape(-1), names[2])]
+        q, scale, zero = quantize_blocks(w, bits, block_size)
+        tensors, names = _initializers(base, bits, (pack(q, bits), scale.reshape(-1), pack(zero, bits).reshape(-1)))
+        added += tensors
         inputs = [node.input[0], *names]
         if node.op_type == "Gemm" and len(node.input) > 2 and node.input[2]:
             inputs += ["", node.input[2]]  # no g_idx; the bias
@@ -161,7 +193,7 @@ def quantize_file(src: str, dst: str, bits: int, block_size: int, accuracy_level
     model = onnx.load(src)
     replaced = quantize_model(model, bits, block_size, accuracy_level)
     if replaced == 0:
-        raise QuantizeError(f"{src}: no MatMul or Gemm with a constant 2-D weight to quantize")
+        raise QuantizeError(f"{src}: no MatMul, Gemm or embedding Gather with a constant 2-D weight to quantize")
     tmp = f"{dst}.tmp-{os.getpid()}"
     try:
         onnx.save(model, tmp)
@@ -209,7 +241,7 @@ def quantize_folder(src: str, out: str, bits: int, block_size: int, accuracy_lev
         manifest = {**manifest, "name": os.path.basename(os.path.normpath(out)),
                     "quantization": {"bits": bits, "block_size": block_size, "accuracy_level": accuracy_level,
                                      "method": method(accuracy_level),
-                                     "source": manifest["name"], "products": sum(replaced.values())}}
+                                     "source": manifest["name"], "nodes": sum(replaced.values())}}
         check(manifest, "manifest.schema.json", "model.json")
         with open(os.path.join(tmp, "model.json"), "w") as f:
             json.dump(manifest, f, indent=2)

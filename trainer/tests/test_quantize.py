@@ -74,32 +74,43 @@ def test_ggml_types_follow_llama_cpp_rules():
 
 
 def _graph_with_three_products(k=64, n=32):
+    """Three products with constant weights, a token embedding, and a position table that must stay float32."""
     rng = np.random.default_rng(0)
     w, tied, gemm_w, bias = (rng.standard_normal(s).astype(np.float32) for s in ((k, n), (n, k), (n, k), (n,)))
-    nodes = [helper.make_node("MatMul", ["x", "w"], ["y1"], name="plain"),
+    embed, positions = rng.standard_normal((10, k)).astype(np.float32), rng.standard_normal((16, k)).astype(np.float32)
+    nodes = [helper.make_node("Gather", ["embed", "input_ids"], ["e"], name="embed"),
+             helper.make_node("Gather", ["positions", "position_ids"], ["p"], name="positions"),
+             helper.make_node("MatMul", ["x", "w"], ["y1"], name="plain"),
              helper.make_node("Transpose", ["tied"], ["tied_t"], perm=[1, 0]),
              helper.make_node("MatMul", ["x", "tied_t"], ["y2"], name="tied"),
              helper.make_node("Gemm", ["x", "gemm_w", "bias"], ["y3"], name="gemm", transB=1)]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, k])],
-                              [helper.make_tensor_value_info(y, TensorProto.FLOAT, [None, n]) for y in ("y1", "y2", "y3")],
-                              [numpy_helper.from_array(a, name) for a, name in ((w, "w"), (tied, "tied"), (gemm_w, "gemm_w"), (bias, "bias"))])
-    return helper.make_model(graph), {"plain": w, "tied": tied.T, "gemm": gemm_w.T}
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, k])] + \
+        [helper.make_tensor_value_info(i, TensorProto.INT64, [None]) for i in ("input_ids", "position_ids")]
+    outputs = [helper.make_tensor_value_info(y, TensorProto.FLOAT, None) for y in ("y1", "y2", "y3", "e", "p")]
+    graph = helper.make_graph(nodes, "g", inputs, outputs, [numpy_helper.from_array(a, name) for a, name in (
+        (w, "w"), (tied, "tied"), (gemm_w, "gemm_w"), (bias, "bias"), (embed, "embed"), (positions, "positions"))])
+    return helper.make_model(graph), {"plain": w, "tied": tied.T, "gemm": gemm_w.T, "embed": embed.T}
 
 
-def test_products_with_constant_weights_become_matmulnbits():
+def test_products_and_the_embedding_become_contrib_ops():
     model, weights = _graph_with_three_products()
-    assert quantize_model(model, 8, 32) == 3
+    assert quantize_model(model, 8, 32) == 4
     inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    assert set(inits) == {"bias"} | {f"{p}/q8/{part}" for p in weights for part in ("B", "scales", "zero_points")}
-    assert [n.op_type for n in model.graph.node] == ["MatMulNBits"] * 3
-    for node in model.graph.node:
+    assert set(inits) == {"bias", "positions"} | {f"{p}/q8/{part}" for p in weights for part in ("B", "scales", "zero_points")}
+    assert [n.op_type for n in model.graph.node] == ["GatherBlockQuantized", "Gather"] + ["MatMulNBits"] * 3
+    embed, _, *products = model.graph.node
+    assert {a.name: a.i for a in embed.attribute} == {"gather_axis": 0, "quantize_axis": 1, "block_size": 32, "bits": 8}
+    q, scale, zero = (inits[i] for i in (embed.input[0], embed.input[2], embed.input[3]))
+    assert q.shape == (10, 64) and scale.shape == zero.shape == (10, 2)
+    assert np.abs(dequantize_blocks(q.reshape(10, 2, 32), scale, zero, 64) - weights["embed"]).max() < 0.02
+    for node in products:
         name = node.name.split("/")[0]
         attrs = {a.name: a.i for a in node.attribute}
         assert node.domain == "com.microsoft" and attrs == {"K": 64, "N": 32, "bits": 8, "block_size": 32, "accuracy_level": 4}
         q, scale, zero = (inits[i] for i in node.input[1:4])
         got = dequantize_blocks(q, scale.reshape(32, 2), zero.reshape(32, 2), 64)
         assert np.abs(got - weights[name]).max() < 0.02, name
-    assert list(model.graph.node[2].input[4:]) == ["", "bias"], "the Gemm's bias is MatMulNBits' bias input"
+    assert list(products[2].input[4:]) == ["", "bias"], "the Gemm's bias is MatMulNBits' bias input"
 
 
 def test_cli_refuses_bad_flags_naming_them(tmp_path):
