@@ -21,6 +21,22 @@ export const StateTensorSchema = Type.Object({
   growing_axis: Type.Union([Type.Integer({ minimum: 0 }), Type.Null()])
 }, { additionalProperties: false })
 
+// A weight-only quantized copy of the model `source` (trainer/t2r/quantize.py); the perplexity
+// figures (scripts/onnx-perplexity.ts) are both graphs' on the same held-out tokens.
+export const QuantizationSchema = Type.Object({
+  bits: Type.Union([Type.Literal(4), Type.Literal(8)]),
+  block_size: Positive,
+  accuracy_level: Type.Union([Type.Literal(1), Type.Literal(4)]),
+  method: Type.String({ minLength: 1 }),
+  source: Type.String({ minLength: 1 }),
+  nodes: Count,
+  perplexity: Type.Optional(Perplexity),
+  reference_perplexity: Type.Optional(Perplexity),
+  ratio: Type.Optional(PositiveNumber),
+  eval_tokens: Type.Optional(Positive),
+  eval_window: Type.Optional(Positive)
+}, { additionalProperties: false })
+
 export const ManifestSchema = Type.Object({
   name: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$' }),
   architecture: Architecture,
@@ -62,6 +78,7 @@ export const ManifestSchema = Type.Object({
     eval_window: Positive,
     teacher_test_perplexity: Type.Optional(Perplexity)
   })),
+  quantization: Type.Optional(QuantizationSchema),
   generation_defaults: Type.Optional(Type.Object({
     max_new_tokens: Type.Optional(Positive),
     temperature: Type.Optional(Type.Number({ minimum: 0 })),

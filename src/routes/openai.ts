@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto'
 import { Type } from '@sinclair/typebox'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyReply, FastifyRequest } from 'fastify'
+import { QuantizationSchema } from '../contract/schemas.ts'
 import { CompletionBody, SessionCompletionBody, SessionId, type CompletionBodyT, type SessionCompletionBodyT } from '../generation/schemas.ts'
 import type { FinishReason, GenerationSpec, TokenInfo } from '../generation/spec.ts'
 import { completionSpec, echoes, requestedModel } from '../generation/validate.ts'
@@ -40,7 +41,9 @@ const ModelList = Type.Object({
     owned_by: Type.String(),
     architecture: Type.String(),
     teacher: Type.Union([Type.String(), Type.Null()]),
-    metrics: Type.Record(Type.String(), Type.Unknown())
+    metrics: Type.Record(Type.String(), Type.Unknown()),
+    // Present on a weight-quantized model: its bits, its source model and both perplexities.
+    quantization: Type.Union([QuantizationSchema, Type.Null()])
   }))
 })
 
@@ -132,7 +135,8 @@ const openAiRoutes: FastifyPluginAsyncTypebox = async (app) => {
       owned_by: 't2r-serve',
       architecture: m.manifest.architecture,
       teacher: m.manifest.teacher ?? null,
-      metrics: m.manifest.metrics ?? {}
+      metrics: m.manifest.metrics ?? {},
+      quantization: m.manifest.quantization ?? null
     }))
   }))
 }

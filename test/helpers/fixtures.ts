@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url'
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 export const SHIPPED = join(ROOT, 'models')
 export const FIXTURES = join(ROOT, 'test', '.fixtures')
-const PYTHON = process.env.T2R_PYTHON ?? '/usr/bin/python3'
+export const PYTHON = process.env.T2R_PYTHON ?? '/usr/bin/python3'
 
 export function t2r (args: string[]): void {
   execFileSync(PYTHON, ['-m', 't2r', ...args], { cwd: join(ROOT, 'trainer'), env: { ...process.env, PYTHONPATH: join(ROOT, 'trainer') }, stdio: ['ignore', 'ignore', 'inherit'] })

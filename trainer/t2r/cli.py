@@ -1,4 +1,4 @@
-"""Command line: pretrain | convert | evaluate | export | import | export-hf | gguf.
+"""Command line: pretrain | convert | evaluate | export | import | export-hf | gguf | quantize.
 
   python3 -m t2r pretrain --data data/sotu --run runs/base --steps 3000 --out models/sotu-base
   python3 -m t2r convert --teacher models/sotu-base --data data/sotu --run runs/t2r --steps 1500 \
@@ -7,7 +7,8 @@
   python3 -m t2r export --checkpoint X.safetensors --out model.onnx [--decode-out decode.onnx] [--parity-out parity.json]
   python3 -m t2r import --hf hf/Llama-3.2-1B --out models/llama-1b
   python3 -m t2r export-hf --model models/sotu-base --out hf/sotu-base
-  python3 -m t2r gguf --model models/sotu-base --out sotu-base.gguf
+  python3 -m t2r gguf --model models/sotu-base --out sotu-base.gguf [--dtype q8_0]
+  python3 -m t2r quantize models/sotu-t2r --bits 8      # -> models/sotu-t2r-q8 (docs/design.md §7.6)
 
 Progress is JSON lines on stdout; errors are one line on stderr and a non-zero exit.
 pretrain and convert take --processes N: N ranks under torch.distributed.run (t2r/distributed.py).
@@ -22,7 +23,7 @@ import time
 
 import torch
 
-from . import gguf
+from . import gguf, quantize
 from .checkpoint import load_model, save_model
 from .contract import RECIPE
 from .data import DataError, load_meta, load_split, window_starts
@@ -155,7 +156,15 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--model", help="softmax model folder of ours")
     source.add_argument("--hf", help="Hugging Face checkpoint folder")
     p.add_argument("--out", required=True)
-    p.add_argument("--dtype", choices=["f32", "f16"], default="f32")
+    p.add_argument("--dtype", choices=list(gguf.FILE_TYPES), default="f32")
+
+    p = sub.add_parser("quantize", help="8- or 4-bit weight-only copy of an ONNX export (docs/design.md §7.6)")
+    p.add_argument("path", help="model folder (-> a derived folder NAME-qBITS) or one .onnx file (-> X.qBITS.onnx)")
+    p.add_argument("--bits", type=int, required=True, help="4 or 8")
+    p.add_argument("--block-size", type=int, default=32, help="weights per scale along K (a power of 2, >= 16)")
+    p.add_argument("--accuracy-level", type=int, default=4,
+                   help="MatMulNBits arithmetic: 4 int8 (fastest on CPU), 1 float32")
+    p.add_argument("--out", help="where to write (default: beside the source, named as above)")
     return parser
 
 
@@ -336,8 +345,13 @@ def cmd_gguf(args) -> None:
     emit("exported", out=args.out)
 
 
+def cmd_quantize(args) -> None:
+    emit("quantized", out=quantize.run(args.path, args.bits, args.block_size, args.accuracy_level, args.out), bits=args.bits,
+         block_size=args.block_size)
+
+
 COMMANDS = {"pretrain": cmd_pretrain, "convert": cmd_convert, "evaluate": cmd_evaluate, "export": cmd_export,
-            "import": cmd_import, "export-hf": cmd_export_hf, "gguf": cmd_gguf}
+            "import": cmd_import, "export-hf": cmd_export_hf, "gguf": cmd_gguf, "quantize": cmd_quantize}
 
 
 def main(argv=None) -> int:

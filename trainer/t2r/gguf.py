@@ -1,7 +1,7 @@
 """GGUF v3 files for llama.cpp, so an independent implementation can run the models we serve
 (test/import/llama-cpp.test.ts checks imports against it; the benchmark runs it beside us).
 
-    python3 -m t2r gguf --hf HF_DIR --out x.gguf [--dtype f32|f16]      # a Hugging Face checkpoint
+    python3 -m t2r gguf --hf HF_DIR --out x.gguf [--dtype f32|f16|q8_0|q4_0]   # a Hugging Face checkpoint
     python3 -m t2r gguf --model MODELS_DIR/NAME --out x.gguf            # our softmax model folder
 
 The conversion follows llama.cpp's own convert_hf_to_gguf.py (of the llama.cpp node-llama-cpp
@@ -15,7 +15,14 @@ in that layout in memory (hf_export.hf_state). Per architecture:
 - GPT2LMHeadModel -> `gpt2`: Conv1D weights transposed, c_attn kept fused as `attn_qkv`.
 
 Tensors: F32, or F16 for 2-D weights with --dtype f16 (1-D ones stay F32, as llama.cpp's converter
-does). The tokenizer goes in as llama.cpp's `gpt2` (byte-level BPE: tokens, token types, merges) or,
+does). With --dtype q8_0 / q4_0 every 2-D weight is written in GGML's block format (ggml-common.h,
+gguf-py quants.py): Q8_0 blocks of 32 weights along a row are an fp16 scale d = max|x| / 127 then 32
+int8 q = round(x / d) (half away from zero); Q4_0 blocks are an fp16 d = m / -8 (m: the value of
+largest magnitude, sign kept) then 16 bytes, byte j holding q_j in its low nibble and q_{j+16} in its
+high one, q = min(15, trunc(x / d + 8.5)), x = d * (q - 8). As llama.cpp's converter does, 1-D
+tensors and position embeddings stay F32 and a 2-D tensor whose rows are not whole blocks falls
+back to F16; Q4_0 is the "pure" kind (llama-quantize --pure): the output and embedding matrices are
+Q4_0 too, not Q6_K. The tokenizer goes in as llama.cpp's `gpt2` (byte-level BPE: tokens, token types, merges) or,
 for BPE with byte fallback (SentencePiece-style, Llama 2, Mistral), `llama` (tokens, scores, types),
 from tokenizer.json as its converter reads it when there is no tokenizer.model.
 
@@ -44,8 +51,12 @@ from .hf_tokens import read_vocabulary
 from .hf_weights import locate
 
 ALIGNMENT = 32
-GGML_F32, GGML_F16 = 0, 1
-FILE_TYPES = {"f32": 0, "f16": 1}  # llama.cpp's LlamaFileType: ALL_F32, MOSTLY_F16
+GGML_F32, GGML_F16, GGML_Q4_0, GGML_Q8_0 = 0, 1, 2, 8
+QK = 32  # weights per Q4_0 / Q8_0 block
+BLOCK_BYTES = {GGML_Q4_0: 2 + QK // 2, GGML_Q8_0: 2 + QK}
+# llama.cpp's LlamaFileType: ALL_F32, MOSTLY_F16, MOSTLY_Q8_0, MOSTLY_Q4_0
+FILE_TYPES = {"f32": 0, "f16": 1, "q8_0": 7, "q4_0": 2}
+BLOCK_TYPES = {"q8_0": GGML_Q8_0, "q4_0": GGML_Q4_0}
 # GGUF value types
 U32, I32, F32, BOOL, STRING, ARRAY = 4, 5, 6, 7, 8, 9
 TOKEN_NORMAL, TOKEN_CONTROL, TOKEN_USER_DEFINED, TOKEN_UNUSED, TOKEN_BYTE = 1, 3, 4, 5, 6
@@ -65,7 +76,55 @@ class Tensor:
 
     @property
     def nbytes(self) -> int:
+        if self.ggml_type in BLOCK_BYTES:
+            return math.prod(self.shape) // QK * BLOCK_BYTES[self.ggml_type]
         return math.prod(self.shape) * (4 if self.ggml_type == GGML_F32 else 2)
+
+
+def _blocks(x: np.ndarray) -> np.ndarray:
+    if x.shape[-1] % QK:
+        raise GGUFError(f"rows of {x.shape[-1]} values are not whole blocks of {QK}")
+    return x.astype(np.float32).reshape(-1, QK)
+
+
+def quantize_q8_0(x: np.ndarray) -> bytes:
+    """GGML's block_q8_0 (quantize_row_q8_0_ref): per 32 values, fp16 d then 32 int8."""
+    b = _blocks(x)
+    d = np.abs(b).max(axis=1, keepdims=True) / 127
+    inv = np.divide(1, d, out=np.zeros_like(d), where=d != 0)
+    scaled = b * inv
+    q = (np.sign(scaled) * np.floor(np.abs(scaled) + 0.5)).astype(np.int8)  # roundf: half away from zero
+    return np.concatenate([d.astype("<f2").view(np.uint8), q.view(np.uint8)], axis=1).tobytes()
+
+
+def quantize_q4_0(x: np.ndarray) -> bytes:
+    """GGML's block_q4_0 (quantize_row_q4_0_ref): per 32 values, fp16 d then 16 bytes of nibbles."""
+    b = _blocks(x)
+    m = np.take_along_axis(b, np.abs(b).argmax(axis=1)[:, None], axis=1)
+    d = m / -8
+    inv = np.divide(1, d, out=np.zeros_like(d), where=d != 0)
+    q = np.minimum(15, np.trunc(b * inv + 8.5)).astype(np.uint8)
+    nibbles = q[:, :QK // 2] | (q[:, QK // 2:] << 4)
+    return np.concatenate([d.astype("<f2").view(np.uint8), nibbles], axis=1).tobytes()
+
+
+def dequantize(raw: bytes, ggml_type: int) -> np.ndarray:
+    """The values a Q8_0 / Q4_0 byte string stands for, flat float32 (dequantize_row_*)."""
+    rows = np.frombuffer(raw, dtype=np.uint8).reshape(-1, BLOCK_BYTES[ggml_type])
+    d = rows[:, :2].copy().view("<f2").astype(np.float32)
+    if ggml_type == GGML_Q8_0:
+        return (rows[:, 2:].view(np.int8).astype(np.float32) * d).reshape(-1)
+    nibbles = rows[:, 2:]
+    q = np.concatenate([nibbles & 0xF, nibbles >> 4], axis=1).astype(np.float32)
+    return ((q - 8) * d).reshape(-1)
+
+
+def encode(data: np.ndarray, ggml_type: int) -> bytes:
+    if ggml_type == GGML_Q8_0:
+        return quantize_q8_0(data)
+    if ggml_type == GGML_Q4_0:
+        return quantize_q4_0(data)
+    return np.ascontiguousarray(data, dtype="<f4" if ggml_type == GGML_F32 else "<f2").tobytes()
 
 
 def _string(s: str) -> bytes:
@@ -99,11 +158,12 @@ def write(path: str, kv: list[tuple], tensors: list[Tensor]) -> None:
         with open(tmp, "wb") as f:
             f.write(head + b"\0" * pad(len(head)))
             for t in tensors:
-                data = np.ascontiguousarray(t.produce(), dtype="<f4" if t.ggml_type == GGML_F32 else "<f2")
+                data = np.asarray(t.produce())
                 if data.shape != t.shape:
                     raise GGUFError(f"{t.name}: produced {data.shape}, declared {t.shape}")
-                f.write(data.tobytes())
-                f.write(b"\0" * pad(data.nbytes))
+                raw = encode(data, t.ggml_type)
+                f.write(raw)
+                f.write(b"\0" * pad(len(raw)))
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -258,6 +318,17 @@ def model_pre(hf_dir: str) -> str:
     return "gpt-2" if pre.get("type") == "ByteLevel" and pre.get("use_regex", True) else "default"
 
 
+def tensor_type(name: str, shape: tuple, dtype: str) -> int:
+    """A tensor's GGML type for --dtype (llama.cpp's converter's rules; see the module doc)."""
+    if len(shape) != 2:
+        return GGML_F32
+    if dtype in BLOCK_TYPES:
+        if name.startswith("position_embd."):
+            return GGML_F32
+        return BLOCK_TYPES[dtype] if shape[-1] % QK == 0 else GGML_F16
+    return GGML_F16 if dtype == "f16" else GGML_F32
+
+
 def convert(hf_dir: str, config: dict, shapes: dict[str, tuple], load: Callable[[str], torch.Tensor], out: str, dtype: str) -> None:
     """Writes `out` from a Hugging Face layout: config.json's contents, tensor shapes by name, a
     loader for one tensor (float32), and the folder holding the tokenizer files."""
@@ -268,7 +339,7 @@ def convert(hf_dir: str, config: dict, shapes: dict[str, tuple], load: Callable[
     tensors = []
     for gguf_name, hf_name, transform in mapping:
         shape = tuple(transform(torch.empty(shapes[hf_name], device="meta")).shape)
-        ggml_type = GGML_F16 if dtype == "f16" and len(shape) == 2 else GGML_F32
+        ggml_type = tensor_type(gguf_name, shape, dtype)
         tensors.append(Tensor(gguf_name, shape, ggml_type,
                               lambda h=hf_name, f=transform: f(load(h)).numpy()))
     scaling = config.get("rope_scaling") or {}
