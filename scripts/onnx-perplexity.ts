@@ -11,7 +11,7 @@
 import { readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { basename, dirname, join } from 'node:path'
 import { parseArgs } from 'node:util'
-import ort from 'onnxruntime-node'
+import ort from '#onnxruntime'
 import { readTokenFile, tokenFileName } from '../src/contract/corpus-files.ts'
 import { ONNX_NAMES } from '../src/contract/onnx-io.ts'
 import type { SplitName } from '../src/contract/schemas.ts'
@@ -50,7 +50,7 @@ function readManifest (dir: string): Manifest {
 
 /** Negative log-likelihood of each window's next tokens (window-major), `batch` windows per graph call. */
 async function scoreWindows (dir: string, manifest: Manifest, windows: Uint16Array[], seq: number, batch: number, threads: number): Promise<Float64Array> {
-  const session = await createSession(join(dir, 'model.onnx'), { executionProvider: 'cpu', cudaDevice: 0, intraOpThreads: threads, maxBatch: batch, prefillChunk: seq })
+  const session = await createSession(join(dir, 'model.onnx'), { executionProvider: 'cpu', cudaDevice: 0, intraOpThreads: threads })
   const V = manifest.vocab_size
   const nll = new Float64Array(windows.length * seq)
   try {
