@@ -103,10 +103,25 @@ def _constant_weight(name: str, producers: dict, inits: dict):
     return None
 
 
-def _embedding(node: onnx.NodeProto, inits: dict, block_size: int):
-    """The [vocab, dim] table a token-embedding Gather reads, when it can be quantized; else None."""
+# Ops that only reshape the token ids on their way to the embedding Gather (the decode graph
+# flattens its [batch, 1] ids first).
+_RESHAPES = {"Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Cast"}
+
+
+def _reads_token_ids(name: str, producers: dict) -> bool:
+    while name != ONNX_IO["inputs"][0]["name"]:
+        node = producers.get(name)
+        if node is None or node.op_type not in _RESHAPES:
+            return False
+        name = node.input[0]
+    return True
+
+
+def _embedding(node: onnx.NodeProto, inits: dict, producers: dict, block_size: int):
+    """The [vocab, dim] table a token-embedding Gather reads, when it can be quantized; else None.
+    Position tables (gathered by position, not by token id) stay float32, as llama.cpp keeps them."""
     axis = [a.i for a in node.attribute if a.name == "axis"]
-    if node.op_type != "Gather" or node.input[1] != ONNX_IO["inputs"][0]["name"] or (axis and axis[0] != 0):
+    if node.op_type != "Gather" or not _reads_token_ids(node.input[1], producers) or (axis and axis[0] != 0):
         return None
     t = inits.get(node.input[0])
     if t is None or len(t.dims) != 2 or t.data_type != onnx.TensorProto.FLOAT or t.dims[1] % block_size:
@@ -132,7 +147,7 @@ def quantize_model(model: onnx.ModelProto, bits: int, block_size: int, accuracy_
     producers = {o: n for n in graph.node for o in n.output}
     nodes, added, replaced = [], [], 0
     for node in graph.node:
-        table = _embedding(node, inits, block_size)
+        table = _embedding(node, inits, producers, block_size)
         if table is not None:
             # Rows of the table are blocked as a weight's columns are: quantize its transpose.
             q, scale, zero = quantize_blocks(table.T, bits, block_size)
