@@ -136,12 +136,12 @@ async function main (): Promise<void> {
   const seq = Math.min(256, manifests[softmaxName].trained_positions ?? 256)
   const windows = windowsOf(Uint16Array.from(corpus), seq, L.pplWindows)
   const gpt2 = (manifests[softmaxName] as { source?: { architecture?: string } }).source?.architecture === 'GPT2LMHeadModel'
-  // F32 llama.cpp on the shipped teacher, 256 positions: relative perplexity difference 4.4e-6,
-  // largest per-token |Δ log p| 2.0e-3 (a rare token late in the window); a different model is off
-  // by whole nats. Its GPT-2 rounds every GELU output to float16 (test/import/llama-cpp.test.ts).
+  // F32 llama.cpp, 256 positions: the shipped teacher agrees to 3.4e-6 in perplexity and 5.5e-5
+  // per token, the random llama-125m to 1.5e-7 and 8.3e-6; a different model is off by whole nats.
+  // llama.cpp's GPT-2 rounds every GELU output to float16 (test/import/llama-cpp.test.ts: ~5e-3).
   const tolerance = {
     perplexity: positiveNumber('ppl-tolerance', flags['ppl-tolerance'] ?? (gpt2 ? '1e-3' : '1e-4')),
-    logProb: positiveNumber('logprob-tolerance', flags['logprob-tolerance'] ?? (gpt2 ? '5e-2' : '1e-2'))
+    logProb: positiveNumber('logprob-tolerance', flags['logprob-tolerance'] ?? (gpt2 ? '2e-2' : '1e-3'))
   }
   const softmaxDir = join(modelsDir, softmaxName)
   console.error(`agreement: ${softmaxName} on ${windows.length}×${seq} held-out tokens, ours (ONNX) vs llama.cpp (${ggufs[0][1]})`)
