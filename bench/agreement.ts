@@ -108,11 +108,14 @@ export function compare (ours: TokenLogProbs, theirs: TokenLogProbs): Agreement 
 
 export class AgreementError extends Error {}
 
-/** Throws, naming both figures, unless the two agree within the tolerances. */
-export async function checkAgreement (modelDir: string, gguf: string, windows: number[][], tolerance: { perplexity: number, logProb: number }): Promise<Agreement> {
-  const a = compare(await onnxTokenLogProbs(modelDir, windows), await llamaCppTokenLogProbs(gguf, windows))
+/** `a` unless it is outside the tolerances: then an AgreementError naming both figures. */
+export function refuseUnlessAgree (a: Agreement, tolerance: { perplexity: number, logProb: number }, gguf: string, modelDir: string): Agreement {
   if (!(a.relativeDifference <= tolerance.perplexity) || !(a.maxTokenLogProbDifference <= tolerance.logProb)) {
     throw new AgreementError(`${gguf} does not compute ${modelDir}: perplexity ${a.llamaCpp.toFixed(4)} vs ours ${a.ours.toFixed(4)} on ${a.tokens} tokens (relative difference ${a.relativeDifference.toExponential(2)}, tolerance ${tolerance.perplexity}; max |Δ log p| ${a.maxTokenLogProbDifference.toExponential(2)}, tolerance ${tolerance.logProb})`)
   }
   return a
+}
+
+export async function checkAgreement (modelDir: string, gguf: string, windows: number[][], tolerance: { perplexity: number, logProb: number }): Promise<Agreement> {
+  return refuseUnlessAgree(compare(await onnxTokenLogProbs(modelDir, windows), await llamaCppTokenLogProbs(gguf, windows)), tolerance, gguf, modelDir)
 }
