@@ -88,9 +88,8 @@ function parseFlags (): { size: Size, lengths: RunLengths, notes: string[] } {
     pplWindows: pick('pplWindows', 'ppl-windows', positiveInt)
   }
   if (lengths.tokens < 2) throw new UsageError('--tokens must be at least 2 (a rate needs two token times)')
-  const notes = size === 'shipped'
-    ? []
-    : [`${size}: random weights; by default ${d.rounds} rounds, ${d.tokens} tokens single-stream, ${d.streamTokens} per concurrent stream, streams ${d.streams.join('/')}, positions ${d.positions.join('/')} (not 8k/32k: fills take minutes per configuration), to stay near 15 minutes`]
+  const notes = size === 'shipped' ? [] : [`${size}: random weights (speed does not depend on their values); shorter runs than at the shipped size by default, to stay near 15 minutes on 2 cores`]
+  notes.push(`${lengths.rounds} rounds; ${lengths.tokens} tokens single-stream, ${lengths.streamTokens} per concurrent stream; streams ${lengths.streams.join('/')} (our softmax at ${lengths.softmaxStreams.join('/')}); positions ${lengths.positions.join('/')}, those above 2,048 in the first ${lengths.longRounds} round(s) only`)
   return { size, lengths, notes }
 }
 
@@ -126,9 +125,11 @@ async function main (): Promise<void> {
 
   // Learned absolute positions (GPT-2) end with their table: a recurrent model says so in
   // max_positions (null for RoPE); positions and prompts beyond it are left out, and said so.
+  // The first position that does not fit is replaced by the last one that does.
   const limit = Math.min(manifests[t2rName].max_positions ?? Infinity, corpus.length)
-  const positions = L.positions.filter((p) => p + DECODE_STEPS + 1 <= limit)
-  if (positions.length < L.positions.length) notes.push(`positions ${L.positions.filter((p) => !positions.includes(p)).join('/')} left out: the models address ${limit} positions`)
+  const last = limit - DECODE_STEPS - 1
+  const positions = [...new Set(L.positions.map((p) => Math.min(p, last)))]
+  if (L.positions.some((p) => p > last)) notes.push(`positions ${L.positions.filter((p) => p > last).join('/')} replaced by ${last}: the models address ${limit} positions`)
   const prefillLength = Math.min(L.prefill, limit - 1)
   if (prefillLength < L.prefill) notes.push(`prefill of ${prefillLength} tokens, not ${L.prefill}: the models address ${limit} positions`)
 

@@ -39,8 +39,8 @@ export interface ModelSet {
 
 const SHIPPED_LENGTHS: RunLengths = { rounds: 5, tokens: 128, streamTokens: 64, streams: [1, 8, 32, 64], softmaxStreams: [32], positions: [64, 2048, 8192, 32768], longRounds: 1, prefill: 1000, pplWindows: 4 }
 // ~125 M parameters decode ~20x slower than the shipped model here: fewer rounds and tokens, and
-// no 8k/32k fill (a 32k prefill alone takes minutes per configuration); flags restore any of them.
-const SIZED_LENGTHS: RunLengths = { rounds: 2, tokens: 32, streamTokens: 16, streams: [1, 8, 32], softmaxStreams: [8], positions: [64, 2048], longRounds: 1, prefill: 1000, pplWindows: 1 }
+// no 32k fill (a 32k prefill alone takes minutes per configuration); flags restore any of them.
+const SIZED_LENGTHS: RunLengths = { rounds: 3, tokens: 32, streamTokens: 16, streams: [1, 8, 32, 64], softmaxStreams: [8], positions: [64, 2048, 8192], longRounds: 1, prefill: 1000, pplWindows: 1 }
 
 export const SIZES = ['shipped', 'gpt2-small', 'llama-125m'] as const
 export type Size = typeof SIZES[number]
