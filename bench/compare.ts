@@ -178,12 +178,17 @@ async function main (): Promise<void> {
 
   for (let round = 0; round < L.rounds; round++) {
     const t0 = Date.now()
+    // Where a round's time goes, on stderr: the lengths to cut when a run is too long.
+    const phases: string[] = []
+    let mark = t0
+    const phase = (name: string): void => { phases.push(`${name} ${((Date.now() - mark) / 1000).toFixed(0)} s`); mark = Date.now() }
     const single: Figure = { name: 'single-stream decode', unit: 'tokens/s', better: 'higher' }
     samples.add(single, 'ours', `${t2rName} engine`, round, await engineSingle(t2r, prompt, L.tokens))
     samples.add(single, 'ours', `${t2rName} HTTP`, round, await httpSingle(server.url, t2rName, promptText, L.tokens))
     samples.add(single, 'ours', `${softmaxName} engine`, round, await engineSingle(softmax, prompt, L.tokens))
     samples.add(single, 'ours', `${softmaxName} HTTP`, round, await httpSingle(server.url, softmaxName, promptText, L.tokens))
     await peerEach(single, round, async (c) => await peerSingle(c, prompt, L.tokens))
+    phase('single')
 
     for (const n of L.streams) {
       const { texts, ids } = await streamPrompts(n)
@@ -192,6 +197,7 @@ async function main (): Promise<void> {
       samples.add(figure, 'ours', `${t2rName} HTTP`, round, await httpStreams(server.url, t2rName, texts, L.streamTokens))
       if (L.softmaxStreams.includes(n)) samples.add(figure, 'ours', `${softmaxName} HTTP`, round, await httpStreams(server.url, softmaxName, texts, L.streamTokens))
       await peerEach(figure, round, async (c) => await peerStreams(c, ids, L.streamTokens))
+      phase(`${n} streams`)
     }
 
     const here = positions.filter((p) => p <= 2048 || round < L.longRounds)
@@ -204,6 +210,7 @@ async function main (): Promise<void> {
         for (const [name, at] of Object.entries(oursAt)) samples.add(figure, 'ours', `${name} engine`, round, at[p])
         for (const [c, at] of peerAt) samples.add(figure, 'peer', configLabel(c), round, at[p])
       }
+      phase(`positions ${here.join('/')}`)
     }
 
     const prefill: Figure = { name: `prefill of ${prefillLength} tokens`, unit: 'tokens/s', better: 'higher' }
@@ -211,11 +218,13 @@ async function main (): Promise<void> {
     samples.add(prefill, 'ours', `${t2rName} engine`, round, await enginePrefill(t2r, long))
     samples.add(prefill, 'ours', `${softmaxName} engine`, round, await enginePrefill(softmax, long))
     await peerEach(prefill, round, async (c) => await peerPrefill(c, long))
+    phase('prefill')
 
     const ttft: Figure = { name: `time to first token while ${load} streams decode`, unit: 'ms', better: 'lower' }
     samples.add(ttft, 'ours', `${t2rName} HTTP`, round, await httpTtftUnderLoad(server.url, t2rName, promptText, load, 1024))
     await peerEach(ttft, round, async (c) => await peerTtftUnderLoad(c, prompt, load, 1024))
-    console.error(`round ${round + 1}/${L.rounds}: ${((Date.now() - t0) / 1000).toFixed(0)} s`)
+    phase('time to first token')
+    console.error(`round ${round + 1}/${L.rounds}: ${((Date.now() - t0) / 1000).toFixed(0)} s (${phases.join(', ')})`)
   }
   await server.close()
   await disposePeerModels()
