@@ -254,7 +254,7 @@ async function main (): Promise<void> {
   // 3. Memory per sequence, from the shapes: our state (float32, model.json) vs llama.cpp's KV
   // cache (K and V per layer, kv_heads × head_dim per position, F16 by default).
   const teacher = manifests[softmaxName]
-  const memoryAt = [...new Set([64, 2048, ...positions, 32768])].sort((a, b) => a - b)
+  const memoryAt = [...new Set([64, 2048, ...positions, 32768])].filter((p) => p <= limit).sort((a, b) => a - b)
   const stateBytes = (m: Manifest, p: number): number => m.state.reduce((a, s) => a + stateShape(s, p).reduce((x, y) => x * y, 1) * 4, 0)
   const memory = memoryAt.map((p) => ({
     position: p,
