@@ -1,62 +1,24 @@
-// npm run bench: serving figures on the shipped models, printed as a markdown table and written
+// npm run bench:self: serving figures on the shipped models, printed as a markdown table and written
 // to bench/results.json. Run on an otherwise idle machine; timings are never asserted in tests.
 //   1. engine vs HTTP (SSE) single-stream tokens/s          (issue: HTTP ≥ 90% of the engine)
 //   2. 32 concurrent HTTP streams vs one                    (issue: aggregate ≥ 5× single)
 //   3. per-token latency at position 64 vs 2,048, T2R beside softmax (T2R within 10%)
 //   4. state bytes per session at 64 and 4,096 tokens, T2R beside softmax
-import { rmSync, writeFileSync } from 'node:fs'
-import type { AddressInfo } from 'node:net'
-import { tmpdir } from 'node:os'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { addressesOf } from '../src/corpus/sotu.ts'
-import { GREEDY } from '../src/engine/sampler.ts'
-import { loadConfig } from '../src/config.ts'
-import type { GenerationResult } from '../src/generation/backend.ts'
 import type { LoadedModel } from '../src/models/registry.ts'
-import { buildServer } from '../src/server.ts'
+import { median } from './llama-cpp.ts'
+import { engineRun, httpStream as stream, startOurs } from './ours.ts'
 
 const { values } = parseArgs({ options: { models: { type: 'string', default: 'models' }, t2r: { type: 'string', default: 'sotu-t2r' }, softmax: { type: 'string', default: 'sotu-base' }, tokens: { type: 'string', default: '256' } } })
 const N = Number(values.tokens)
-const server = await buildServer(loadConfig([], { MODELS_DIR: values.models, DATA_DIR: join(tmpdir(), `t2r-bench-${process.pid}`), LOG_LEVEL: 'silent', T2R_DEFAULT_MODEL: values.t2r, T2R_INTRA_OP_THREADS: '2', T2R_MAX_BATCH: '32' }))
-await server.app.listen({ host: '127.0.0.1', port: 0 })
-await server.loadModels()
-const srv = { url: `http://127.0.0.1:${(server.app.server.address() as AddressInfo).port}`, close: async () => { await server.close(); rmSync(join(tmpdir(), `t2r-bench-${process.pid}`), { recursive: true, force: true }) } }
-const registry = server.services.registry
-const postJson = async (url: string, body: unknown): Promise<Response> => await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
-const t2r = registry.get(values.t2r)!
-const softmax = registry.get(values.softmax)!
+const srv = await startOurs(values.models, [values.t2r, values.softmax], 2, 32)
+const t2r = srv.model(values.t2r)
+const softmax = srv.model(values.softmax)
 const corpus = addressesOf('test').map((a) => a.text).join('\n')
-
-const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)] }
-
-/** Runs one generation on the engine directly; returns token arrival times (ms) and the result. */
-async function engineRun (model: LoadedModel, inputIds: number[], maxNewTokens: number): Promise<{ times: number[], result: GenerationResult }> {
-  const times: number[] = []
-  const result = await new Promise<GenerationResult>((resolve, reject) => {
-    model.engine.submit({ inputIds, position: 0, state: null, params: GREEDY, seed: 0, maxNewTokens, stop: [], stopTokenIds: [] }, {
-      token () { times.push(performance.now()) }, end: resolve, error: reject
-    })
-  })
-  return { times, result }
-}
-
-async function httpStream (prompt: string, n: number): Promise<{ tokens: number, ms: number, firstMs: number }> {
-  const t0 = performance.now()
-  const res = await postJson(`${srv.url}/generate_stream`, { inputs: prompt, parameters: { max_new_tokens: n, ignore_eos: true } })
-  const reader = res.body!.getReader()
-  let tokens = 0
-  let firstMs = 0
-  const decoder = new TextDecoder()
-  for (;;) {
-    const { done, value } = await reader.read()
-    if (done) break
-    const frames = decoder.decode(value, { stream: true }).split('\n\n').filter((f) => f.startsWith('data:')).length
-    if (tokens === 0 && frames > 0) firstMs = performance.now() - t0
-    tokens += frames
-  }
-  return { tokens, ms: performance.now() - t0, firstMs }
-}
+const httpStream = async (prompt: string, n: number): Promise<{ tokens: number, ms: number, firstMs: number }> => await stream(srv.url, t2r.name, prompt, n)
 
 const prompt = 'Fellow-Citizens of the Senate and House of Representatives:'
 const promptIds = await t2r.tokenizer.encode(prompt)
