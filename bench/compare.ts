@@ -31,6 +31,8 @@ const { values: flags } = parseArgs({
     size: { type: 'string', default: 'shipped' },
     'models-dir': { type: 'string' },
     t2r: { type: 'string' },
+    // More T2R folders timed beside --t2r, e.g. its quantized variant (python3 -m t2r quantize).
+    't2r-variants': { type: 'string', default: '' },
     softmax: { type: 'string' },
     gguf: { type: 'string' },
     'gguf-q8': { type: 'string' },
@@ -158,9 +160,19 @@ async function main (): Promise<void> {
   for (const [label, a] of Object.entries(agreement)) console.error(`  ${label}: perplexity llama.cpp ${a.llamaCpp.toFixed(4)}, ours ${a.ours.toFixed(4)}, relative difference ${a.relativeDifference.toExponential(2)}, max |Δ log p| ${a.maxTokenLogProbDifference.toExponential(2)}`)
 
   // 2. Rounds.
-  const server = await startOurs(modelsDir, [t2rName, softmaxName], positiveInt('ours-threads', flags['ours-threads']), Math.max(...L.streams, 32))
+  // Our side gets its best configuration too: every thread count asked for, each its own server
+  // (labels say the count when there are several), every T2R variant on each.
+  const variants = flags['t2r-variants'].split(',').filter((v) => v !== '')
+  for (const v of variants) if (!existsSync(join(modelsDir, v, 'model.json'))) throw new UsageError(`--t2r-variants: no model folder ${join(modelsDir, v)}`)
+  const oursThreads = flags['ours-threads'].split(',').map((t) => positiveInt('ours-threads', t))
+  const servers = []
+  for (const threads of oursThreads) servers.push({ threads, server: await startOurs(modelsDir, [t2rName, softmaxName, ...variants], threads, Math.max(...L.streams, 32)) })
+  const tag = (threads: number): string => oursThreads.length > 1 ? `, ${threads} thr` : ''
+  const server = servers[0].server
   const t2r = server.model(t2rName)
   const softmax = server.model(softmaxName)
+  const t2rs = servers.flatMap(({ threads, server: s }) => [t2rName, ...variants].map((name) => ({ name, label: `${name}${tag(threads)}`, model: s.model(name), url: s.url })))
+  const softmaxes = servers.map(({ threads, server: s }) => ({ label: `${softmaxName}${tag(threads)}`, model: s.model(softmaxName), url: s.url }))
   const promptText = 'Fellow-Citizens of the Senate and House of Representatives:'
   const prompt = await t2r.tokenizer.encode(promptText)
   const streamPrompts = async (n: number): Promise<{ texts: string[], ids: number[][] }> => {
@@ -204,26 +216,33 @@ async function main (): Promise<void> {
     let mark = t0
     const phase = (name: string): void => { phases.push(`${name} ${((Date.now() - mark) / 1000).toFixed(0)} s`); mark = Date.now() }
     const single: Figure = { name: 'single-stream decode', unit: 'tokens/s', better: 'higher' }
-    samples.add(single, 'ours', `${t2rName} engine`, round, await engineSingle(t2r, prompt, L.tokens))
-    samples.add(single, 'ours', `${t2rName} HTTP`, round, await httpSingle(server.url, t2rName, promptText, L.tokens))
-    samples.add(single, 'ours', `${softmaxName} engine`, round, await engineSingle(softmax, prompt, L.tokens))
-    samples.add(single, 'ours', `${softmaxName} HTTP`, round, await httpSingle(server.url, softmaxName, promptText, L.tokens))
+    for (const o of t2rs) {
+      samples.add(single, 'ours', `${o.label} engine`, round, await engineSingle(o.model, prompt, L.tokens))
+      samples.add(single, 'ours', `${o.label} HTTP`, round, await httpSingle(o.url, o.name, promptText, L.tokens))
+    }
+    for (const o of softmaxes) {
+      samples.add(single, 'ours', `${o.label} engine`, round, await engineSingle(o.model, prompt, L.tokens))
+      samples.add(single, 'ours', `${o.label} HTTP`, round, await httpSingle(o.url, softmaxName, promptText, L.tokens))
+    }
     await peerEach(single, round, async (c) => await peerSingle(c, prompt, L.tokens))
     phase('single')
 
     for (const n of L.streams) {
       const { texts, ids } = await streamPrompts(n)
       const figure: Figure = { name: `${n} concurrent streams, aggregate`, unit: 'tokens/s', better: 'higher' }
-      samples.add(figure, 'ours', `${t2rName} engine`, round, await engineStreams(t2r, ids, L.streamTokens))
-      samples.add(figure, 'ours', `${t2rName} HTTP`, round, await httpStreams(server.url, t2rName, texts, L.streamTokens))
-      if (L.softmaxStreams.includes(n)) samples.add(figure, 'ours', `${softmaxName} HTTP`, round, await httpStreams(server.url, softmaxName, texts, L.streamTokens))
+      for (const o of t2rs) {
+        samples.add(figure, 'ours', `${o.label} engine`, round, await engineStreams(o.model, ids, L.streamTokens))
+        samples.add(figure, 'ours', `${o.label} HTTP`, round, await httpStreams(o.url, o.name, texts, L.streamTokens))
+      }
+      if (L.softmaxStreams.includes(n)) for (const o of softmaxes) samples.add(figure, 'ours', `${o.label} HTTP`, round, await httpStreams(o.url, softmaxName, texts, L.streamTokens))
       await peerEach(figure, round, async (c) => await peerStreams(c, ids, L.streamTokens))
       phase(`${n} streams`)
     }
 
     const here = positions.filter((p) => p <= 2048 || round < L.longRounds)
     if (here.length > 0) {
-      const oursAt = { [t2rName]: await enginePositions(t2r, corpus, here, DECODE_STEPS), [softmaxName]: await enginePositions(softmax, corpus, here, DECODE_STEPS) }
+      const oursAt: Record<string, Record<number, number>> = {}
+      for (const o of [...t2rs, ...softmaxes]) oursAt[o.label] = await enginePositions(o.model, corpus, here, DECODE_STEPS)
       const peerAt = new Map<PeerConfig, Record<number, number>>()
       for (const c of configs) peerAt.set(c, await peerPositions(c, corpus, here, DECODE_STEPS))
       for (const p of here) {
@@ -236,19 +255,18 @@ async function main (): Promise<void> {
 
     const prefill: Figure = { name: `prefill of ${prefillLength} tokens`, unit: 'tokens/s', better: 'higher' }
     const long = corpus.slice(0, prefillLength)
-    samples.add(prefill, 'ours', `${t2rName} engine`, round, await enginePrefill(t2r, long))
-    samples.add(prefill, 'ours', `${softmaxName} engine`, round, await enginePrefill(softmax, long))
+    for (const o of [...t2rs, ...softmaxes]) samples.add(prefill, 'ours', `${o.label} engine`, round, await enginePrefill(o.model, long))
     await peerEach(prefill, round, async (c) => await peerPrefill(c, long))
     phase('prefill')
 
     const ttft: Figure = { name: `time to first token while ${load} streams decode`, unit: 'ms', better: 'lower' }
-    samples.add(ttft, 'ours', `${t2rName} HTTP`, round, await httpTtftUnderLoad(server.url, t2rName, promptText, load, 1024))
+    for (const o of t2rs) samples.add(ttft, 'ours', `${o.label} HTTP`, round, await httpTtftUnderLoad(o.url, o.name, promptText, load, 1024))
     await peerEach(ttft, round, async (c) => await peerTtftUnderLoad(c, prompt, load, 1024))
     phase('time to first token')
     console.error(`round ${round + 1}/${L.rounds}: ${((Date.now() - t0) / 1000).toFixed(0)} s (${phases.join(', ')})`)
     if (round === 0) dropHopeless()
   }
-  await server.close()
+  for (const { server: s } of servers) await s.close()
   await disposePeerModels()
 
   // 3. Memory per sequence, from the shapes: our state (float32, model.json) vs llama.cpp's KV
@@ -268,7 +286,7 @@ async function main (): Promise<void> {
     date: new Date().toISOString(),
     machine: `${cpus()[0].model}, ${availableParallelism()} cores`,
     size,
-    models: { t2r: t2rName, softmax: softmaxName, models_dir: modelsDir, gguf: Object.fromEntries(ggufs) },
+    models: { t2r: t2rName, t2r_variants: variants, softmax: softmaxName, models_dir: modelsDir, gguf: Object.fromEntries(ggufs) },
     peer: { name: 'llama.cpp', via: 'node-llama-cpp 3.21.1 (prebuilt CPU library)', configs: allConfigs.map(configLabel), kv_cache: 'F16' },
     lengths: L,
     notes,

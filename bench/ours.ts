@@ -1,6 +1,6 @@
 // Our side of the benchmark: the server started in this process (real HTTP on a free port) and its
 // models' engines driven directly. Greedy decode throughout; HTTP streams are TGI's SSE route.
-import { rmSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -18,7 +18,7 @@ export interface Ours {
 }
 
 export async function startOurs (modelsDir: string, names: string[], threads: number, maxBatch: number): Promise<Ours> {
-  const dataDir = join(tmpdir(), `t2r-bench-${process.pid}`)
+  const dataDir = mkdtempSync(join(tmpdir(), 't2r-bench-'))
   const server = await buildServer(loadConfig([], {
     MODELS_DIR: modelsDir,
     T2R_MODELS: names.join(','),
