@@ -126,7 +126,7 @@ async function memoryUsage (id: string): Promise<number> {
 
 async function aggregateTokensPerSecond (replicas: number): Promise<{ tokensPerSecond: number, turns: number }> {
   const threads = String(Math.max(1, Math.floor(availableParallelism() / replicas)))
-  const env = { MODELS_DIR: values.models, T2R_MODELS: values.model, T2R_DEFAULT_MODEL: values.model, REDIS_URL: redis.url, T2R_INTRA_OP_THREADS: threads, LOG_LEVEL: 'error' }
+  const env = { MODELS_DIR: values.models, T2R_MODELS: values.model, T2R_DEFAULT_MODEL: values.model, REDIS_URL: redis.url, T2R_INTRA_OP_THREADS: threads, LOG_LEVEL: 'error', T2R_RATE_LIMIT: '0', T2R_MAX_EVENT_LOOP_DELAY_MS: '0' } // one benchmark client, many requests
   const servers: Array<Awaited<ReturnType<typeof spawnServer>>> = []
   for (let i = 0; i < replicas; i++) servers.push(await spawnServer(env))
   let next = 0
