@@ -6,9 +6,10 @@
 // different model can land on a similar perplexity; it cannot match token by token).
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import ort from 'onnxruntime-node'
+import ort from '#onnxruntime'
 import type { ControlledEvaluateInputItem, Token } from 'node-llama-cpp'
 import { ONNX_NAMES } from '../src/contract/onnx-io.ts'
+import { createSession } from '../src/engine/ort-session.ts'
 import { parseManifest, stateShape } from '../src/models/manifest.ts'
 import { peerLlama } from './llama-cpp.ts'
 
@@ -27,32 +28,36 @@ export const perplexity = (lp: TokenLogProbs): number => {
   return Math.exp(sum / n)
 }
 
-/** Our ONNX graph, all windows as one batch, one position per run (as the engine decodes). */
-export async function onnxTokenLogProbs (modelDir: string, windows: number[][], threads = 2): Promise<TokenLogProbs> {
+/** Our ONNX graph, `batch` windows side by side (all of them by default), one position per run (as
+ * the engine decodes). scripts/onnx-perplexity.ts scores quantized folders with it too. */
+export async function onnxTokenLogProbs (modelDir: string, windows: number[][], { threads = 2, batch = windows.length }: { threads?: number, batch?: number } = {}): Promise<TokenLogProbs> {
   const manifest = parseManifest(JSON.parse(readFileSync(join(modelDir, 'model.json'), 'utf8')), modelDir)
-  const session = await ort.InferenceSession.create(join(modelDir, 'model.onnx'), { intraOpNumThreads: threads })
+  const session = await createSession(join(modelDir, 'model.onnx'), { executionProvider: 'cpu', cudaDevice: 0, intraOpThreads: threads })
+  const seq = windows[0].length - 1
+  const out = windows.map(() => new Float64Array(seq))
   try {
-    const B = windows.length
-    const seq = windows[0].length - 1
-    const out = windows.map(() => new Float64Array(seq))
-    let state: ort.Tensor[] = manifest.state.map((s) => new ort.Tensor('float32', new Float32Array(stateShape(s, 0, B).reduce((a, b) => a * b, 1)), stateShape(s, 0, B)))
-    for (let t = 0; t < seq; t++) {
-      const feeds: Record<string, ort.Tensor> = {
-        [ONNX_NAMES.inputIds]: new ort.Tensor('int64', BigInt64Array.from(windows, (w) => BigInt(w[t])), [B, 1]),
-        [ONNX_NAMES.positionOffset]: new ort.Tensor('int64', new BigInt64Array(B).fill(BigInt(t)), [B])
-      }
-      manifest.state.forEach((s, i) => { feeds[s.name] = state[i] })
-      const res = await session.run(feeds)
-      state = manifest.state.map((s) => res[s.output])
-      const logits = res[ONNX_NAMES.logits].data as Float32Array
-      const V = logits.length / B
-      for (let b = 0; b < B; b++) {
-        const row = logits.subarray(b * V, (b + 1) * V)
-        let max = -Infinity
-        for (let i = 0; i < V; i++) max = Math.max(max, row[i])
-        let sum = 0
-        for (let i = 0; i < V; i++) sum += Math.exp(row[i] - max)
-        out[b][t] = row[windows[b][t + 1]] - max - Math.log(sum)
+    for (let first = 0; first < windows.length; first += batch) {
+      const group = windows.slice(first, first + batch)
+      const B = group.length
+      let state: ort.Tensor[] = manifest.state.map((s) => new ort.Tensor('float32', new Float32Array(stateShape(s, 0, B).reduce((a, b) => a * b, 1)), stateShape(s, 0, B)))
+      for (let t = 0; t < seq; t++) {
+        const feeds: Record<string, ort.Tensor> = {
+          [ONNX_NAMES.inputIds]: new ort.Tensor('int64', BigInt64Array.from(group, (w) => BigInt(w[t])), [B, 1]),
+          [ONNX_NAMES.positionOffset]: new ort.Tensor('int64', new BigInt64Array(B).fill(BigInt(t)), [B])
+        }
+        manifest.state.forEach((s, i) => { feeds[s.name] = state[i] })
+        const res = await session.run(feeds)
+        state = manifest.state.map((s) => res[s.output])
+        const logits = res[ONNX_NAMES.logits].data as Float32Array
+        const V = logits.length / B
+        for (let b = 0; b < B; b++) {
+          const row = logits.subarray(b * V, (b + 1) * V)
+          let max = -Infinity
+          for (let i = 0; i < V; i++) max = Math.max(max, row[i])
+          let sum = 0
+          for (let i = 0; i < V; i++) sum += Math.exp(row[i] - max)
+          out[first + b][t] = row[group[b][t + 1]] - max - Math.log(sum)
+        }
       }
     }
     return out

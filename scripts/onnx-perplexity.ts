@@ -11,12 +11,10 @@
 import { readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { basename, dirname, join } from 'node:path'
 import { parseArgs } from 'node:util'
-import ort from '#onnxruntime'
+import { onnxTokenLogProbs, perplexity as perplexityOf, windowsOf } from '../bench/agreement.ts'
 import { readTokenFile, tokenFileName } from '../src/contract/corpus-files.ts'
-import { ONNX_NAMES } from '../src/contract/onnx-io.ts'
 import type { SplitName } from '../src/contract/schemas.ts'
-import { createSession } from '../src/engine/ort-session.ts'
-import { parseManifest, stateElements, stateShape, type Manifest } from '../src/models/manifest.ts'
+import { parseManifest, type Manifest } from '../src/models/manifest.ts'
 
 const { values } = parseArgs({
   options: {
@@ -48,43 +46,6 @@ function readManifest (dir: string): Manifest {
   return parseManifest(JSON.parse(readFileSync(join(dir, 'model.json'), 'utf8')), dir)
 }
 
-/** Negative log-likelihood of each window's next tokens (window-major), `batch` windows per graph call. */
-async function scoreWindows (dir: string, manifest: Manifest, windows: Uint16Array[], seq: number, batch: number, threads: number): Promise<Float64Array> {
-  const session = await createSession(join(dir, 'model.onnx'), { executionProvider: 'cpu', cudaDevice: 0, intraOpThreads: threads })
-  const V = manifest.vocab_size
-  const nll = new Float64Array(windows.length * seq)
-  try {
-    for (let first = 0; first < windows.length; first += batch) {
-      const group = windows.slice(first, first + batch)
-      const B = group.length
-      let state: ort.Tensor[] = manifest.state.map((s) => new ort.Tensor('float32', new Float32Array(stateElements(s, 0) * B), stateShape(s, 0, B)))
-      for (let t = 0; t < seq; t++) {
-        const feeds: Record<string, ort.Tensor> = {
-          [ONNX_NAMES.inputIds]: new ort.Tensor('int64', BigInt64Array.from(group, (w) => BigInt(w[t])), [B, 1]),
-          [ONNX_NAMES.positionOffset]: new ort.Tensor('int64', new BigInt64Array(B).fill(BigInt(t)), [B])
-        }
-        manifest.state.forEach((s, i) => { feeds[s.name] = state[i] })
-        const out = await session.run(feeds)
-        const logits = out[ONNX_NAMES.logits].data as Float32Array
-        for (let b = 0; b < B; b++) {
-          const row = logits.subarray(b * V, (b + 1) * V)
-          let max = -Infinity
-          for (const x of row) max = Math.max(max, x)
-          let sum = 0
-          for (const x of row) sum += Math.exp(x - max)
-          nll[(first + b) * seq + t] = max + Math.log(sum) - row[group[b][t + 1]]
-        }
-        state = manifest.state.map((s) => out[s.output])
-      }
-    }
-  } finally {
-    await session.release()
-  }
-  return nll
-}
-
-const perplexityOf = (nll: Float64Array): number => Math.exp(nll.reduce((a, b) => a + b, 0) / nll.length)
-
 if (values.model === undefined) fail('--model FOLDER is required')
 const seq = positive('seq', values.seq)!
 const batch = positive('batch', values.batch)!
@@ -96,16 +57,16 @@ const referenceDir = values.reference ?? (source === undefined ? undefined : joi
 if (values.write && (manifest.quantization === undefined || referenceDir === undefined)) fail('--write needs a quantized model folder (model.json `quantization`) and its source')
 
 const ids = await readTokenFile(join(values.data, tokenFileName(values.split as SplitName)))
-const count = Math.min(Math.floor((ids.length - 1) / seq), limit ?? Infinity)
-const windows = Array.from({ length: count }, (_, w) => ids.subarray(w * seq, w * seq + seq + 1))
+const windows = windowsOf(ids, seq, limit ?? Infinity)
+const count = windows.length
 const started = Date.now()
-const scored = await scoreWindows(values.model, manifest, windows, seq, batch, threads)
+const scored = await onnxTokenLogProbs(values.model, windows, { threads, batch })
 const perplexity = perplexityOf(scored)
 const result: Record<string, unknown> = { perplexity: Number(perplexity.toFixed(4)) }
 if (referenceDir !== undefined) {
-  const referenceScored = await scoreWindows(referenceDir, readManifest(referenceDir), windows, seq, batch, threads)
+  const referenceScored = await onnxTokenLogProbs(referenceDir, windows, { threads, batch })
   const reference = perplexityOf(referenceScored)
-  const maxDiff = scored.reduce((m, x, i) => Math.max(m, Math.abs(x - referenceScored[i])), 0)
+  const maxDiff = scored.reduce((m, row, w) => row.reduce((mm, x, t) => Math.max(mm, Math.abs(x - referenceScored[w][t])), m), 0)
   Object.assign(result, { reference: basename(referenceDir), reference_perplexity: Number(reference.toFixed(4)), ratio: Number((perplexity / reference).toFixed(4)), max_token_logprob_diff: Number(maxDiff.toFixed(4)) })
 }
 Object.assign(result, { tokens: count * seq, windows: count, split: values.split, seconds: (Date.now() - started) / 1000 })
