@@ -36,7 +36,6 @@ const opsRoutes: FastifyPluginAsyncTypebox = async (app) => {
     const down = generation.unavailability({ requireModel: false })
     if (down !== null) throw down
     const store = await sessions.health()
-    metrics.sessionStoreUp.set(store.reachable ? 1 : 0)
     return {
       status: store.reachable ? 'ready' as const : 'degraded' as const,
       models: registry.list().map((m) => m.name),
