@@ -17,6 +17,7 @@ export function createMetrics () {
     promptTokens: new Counter({ ...r, name: 't2r_prompt_tokens_total', help: 'Prompt tokens fed', labelNames: ['model'] }),
     generatedTokens: new Counter({ ...r, name: 't2r_generated_tokens_total', help: 'Tokens generated', labelNames: ['model'] }),
     decodeBatchSize: new Histogram({ ...r, name: 't2r_decode_batch_size', help: 'Sequences per decode step', labelNames: ['model'], buckets: [1, 2, 4, 8, 16, 32, 64, 128] }),
+    prefillBatchSize: new Histogram({ ...r, name: 't2r_prefill_batch_size', help: 'Sequences per prefill step (prompts fed together)', labelNames: ['model'], buckets: [1, 2, 4, 8, 16, 32, 64, 128] }),
     ortStep: new Histogram({ ...r, name: 't2r_ort_step_duration_seconds', help: 'ONNX Runtime step duration', labelNames: ['model', 'kind'], buckets: LATENCY }),
     refused: new Counter({ ...r, name: 't2r_requests_refused_total', help: 'Generations refused at admission (429), by reason: in_flight (count bound) or queue_time (waiting bound)', labelNames: ['model', 'reason'] }),
     queueWaiting: new Gauge({ ...r, name: 't2r_queue_waiting', help: 'Generations submitted that have no first token yet', labelNames: ['model'] }),

@@ -2,9 +2,9 @@
 //
 // A sequence's state is one Float32Array per state tensor, shaped like the tensor with batch 1.
 // Every state tensor's axis 0 is the layer and axis 1 the batch ([L, B, ...rest]), so a batch of
-// sequences is their rows interleaved per layer. Decoding sequences share one stacked state that is
-// reused step after step while the batch's members stay the same, and restacked only when they
-// change: the common steady state costs no copies.
+// sequences is their rows interleaved per layer (stackRows / extractRow: a multi-sequence prefill).
+// Decoding sequences keep their state in a DecodeBatch's slots, read and written in place step
+// after step: joining or leaving costs one row's copy.
 import { layerTensorName, ONNX_NAMES } from '../contract/onnx-io.ts'
 import { stateShape, type StateTensorSpec } from '../models/manifest.ts'
 
@@ -82,58 +82,123 @@ export function decodeOutputs (specs: StateTensorSpec[], layers: number, past: n
 
 /** Something that carries a state of its own while it is not part of a decode batch. */
 export interface StateOwner {
-  /** Null while the state lives stacked inside a DecodeBatch. */
+  /** Null while the state lives in a DecodeBatch's slot. */
   state: Float32Array[] | null
 }
 
-/** The stacked state of the sequences decoding together, kept while the members stay the same. */
+/**
+ * The state of the sequences decoding together, in slots. Per state tensor, one array laid out
+ * [L, capacity, ...rest] whose rows 0..B-1 hold the members (member r in row r): each layer's
+ * first B rows are contiguous, so the decode graph reads them in place as that layer's input and
+ * writes the step's state into the same rows of a second array (double buffering); the two swap
+ * after the step. A steady batch allocates and copies nothing per step. A sequence joining copies
+ * its rows into the next free slot; one leaving gets its rows copied out and the last member moves
+ * into its slot: a change of membership costs a row per sequence that changes, never a restack of
+ * the batch. Only for constant-size state (recurrent models); a KV cache decodes alone.
+ */
 export class DecodeBatch<S extends StateOwner> {
   private members: S[] = []
-  private stacked: Float32Array[] | null = null
-  /** The state the last step consumed: nothing reads it again, so the next step may write into it
-   * (double buffering: a steady batch allocates no state per step). */
-  private spare: Float32Array[] | null = null
+  private capacity = 0
+  /** What the next step reads (the members' state), and where it writes. */
+  private front: Float32Array[] = []
+  private back: Float32Array[] = []
+  /** Elements of one row of one layer, per state tensor. */
+  private readonly rowSize: number[]
 
-  constructor (private readonly specs: StateTensorSpec[], private readonly layers: number) {}
-
-  /** The stacked state for `seqs` (in this order), restacking only if the members changed. */
-  stateFor (seqs: S[]): Float32Array[] {
-    if (this.stacked !== null && seqs.length === this.members.length && seqs.every((s, i) => s === this.members[i])) return this.stacked
-    this.release()
-    this.stacked = this.specs.map((_, i) => stackRows(seqs.map((s) => s.state![i]), this.layers))
-    this.members = seqs
-    for (const s of seqs) s.state = null
-    return this.stacked
+  constructor (specs: StateTensorSpec[], private readonly layers: number) {
+    this.rowSize = specs.map((s) => {
+      if (s.growing_axis !== null) throw new Error(`DecodeBatch holds constant-size state only; ${s.name} grows`)
+      return stateShape(s, 0, 1).slice(1).reduce((a, d) => a * d, 1)
+    })
   }
 
-  /** Takes the step's output state as the new stacked state of the same members. */
-  update (state: Float32Array[]): void {
-    this.spare = this.stacked
-    this.stacked = state
-  }
+  get size (): number { return this.members.length }
 
-  /** Arrays the next step may write its state into (see `spare`), once; null if there are none. */
-  takeSpare (): Float32Array[] | null {
-    const spare = this.spare
-    this.spare = null
-    return spare
-  }
+  /** The members in row order. */
+  get rows (): readonly S[] { return this.members }
 
-  /** Hands every member its own row back and empties the batch. */
-  release (): void {
-    const stacked = this.stacked
-    if (stacked !== null) {
-      this.members.forEach((s, r) => { s.state = stacked.map((d) => extractRow(d, this.layers, this.members.length, r)) })
+  /** Makes the members exactly `seqs` (in any row order) and returns them in row order: members
+   * not in `seqs` leave with their rows, sequences not yet members join with theirs. */
+  arrange (seqs: S[]): S[] {
+    const wanted = new Set(seqs)
+    for (const m of [...this.members]) if (!wanted.has(m)) this.evict(m)
+    const joining = seqs.filter((s) => s.state !== null)
+    this.reserve(this.members.length + joining.length)
+    for (const s of joining) {
+      const r = this.members.length
+      this.rowSize.forEach((size, i) => {
+        for (let l = 0; l < this.layers; l++) this.front[i].set(s.state![i].subarray(l * size, (l + 1) * size), (l * this.capacity + r) * size)
+      })
+      s.state = null
+      this.members.push(s)
     }
-    this.members = []
-    this.stacked = null
-    this.spare = null
+    return this.members
   }
 
-  /** Forgets the stacked state without handing it back (after a failed step). */
-  discard (): void {
-    this.members = []
-    this.stacked = null
-    this.spare = null
+  /** Layer `layer` of state tensor `i`, the members' rows: the step's input (`front`) or where it
+   * writes the next state (`back`). Views, no copy. */
+  layerRows (which: 'front' | 'back', i: number, layer: number): Float32Array {
+    const size = this.rowSize[i]
+    const from = layer * this.capacity * size
+    return (which === 'front' ? this.front : this.back)[i].subarray(from, from + this.members.length * size)
+  }
+
+  /** After a step wrote `back`: it becomes the members' state. */
+  swap (): void {
+    const front = this.front
+    this.front = this.back
+    this.back = front
+  }
+
+  /** The members' state stacked [L, B, ...] (a copy), for a graph without per-layer state. */
+  stacked (): Float32Array[] {
+    return this.rowSize.map((_, i) => {
+      const out = new Float32Array(this.layers * this.members.length * this.rowSize[i])
+      for (let l = 0; l < this.layers; l++) out.set(this.layerRows('front', i, l), l * this.members.length * this.rowSize[i])
+      return out
+    })
+  }
+
+  /** Takes a stacked [L, B, ...] state of the members (stacked()'s layout) as their new state. */
+  load (state: Float32Array[]): void {
+    state.forEach((d, i) => {
+      for (let l = 0; l < this.layers; l++) this.layerRows('front', i, l).set(layerView(d, this.layers, l))
+    })
+  }
+
+  /** `seq` leaves the batch with its own copy of its rows; the last member takes its slot. */
+  evict (seq: S): void {
+    const r = this.members.indexOf(seq)
+    if (r === -1) return
+    const last = this.members.length - 1
+    seq.state = this.rowSize.map((size, i) => {
+      const own = new Float32Array(this.layers * size)
+      for (let l = 0; l < this.layers; l++) {
+        const base = l * this.capacity
+        own.set(this.front[i].subarray((base + r) * size, (base + r + 1) * size), l * size)
+        if (r !== last) this.front[i].copyWithin((base + r) * size, (base + last) * size, (base + last + 1) * size)
+      }
+      return own
+    })
+    this.members[r] = this.members[last]
+    this.members.pop()
+  }
+
+  /** Every member leaves with its own rows. */
+  release (): void {
+    for (const m of [...this.members]) this.evict(m)
+  }
+
+  private reserve (rows: number): void {
+    if (rows <= this.capacity) return
+    const capacity = Math.max(rows, this.capacity * 2, 4)
+    const grow = (old: Float32Array[], keep: boolean): Float32Array[] => this.rowSize.map((size, i) => {
+      const data = new Float32Array(this.layers * capacity * size)
+      if (keep) for (let l = 0; l < this.layers; l++) data.set(old[i].subarray(l * this.capacity * size, (l * this.capacity + this.members.length) * size), l * capacity * size)
+      return data
+    })
+    this.front = grow(this.front, this.capacity > 0)
+    this.back = grow(this.back, false)
+    this.capacity = capacity
   }
 }

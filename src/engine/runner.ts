@@ -1,28 +1,33 @@
-// Runs the scheduler's steps through the ONNX Runtime session: a prefill chunk of one sequence, or
-// one decode step of a batch. A row that fails (its sampling, or the graph on its inputs) fails
-// alone: its neighbours in the batch get their tokens as if it had never been there.
+// Runs the scheduler's steps through the ONNX Runtime session: a prefill chunk of one or more
+// sequences, or one decode step of a batch. A row that fails (its sampling, or the graph on its
+// inputs) fails alone: its neighbours get their tokens as if it had never been there.
 import ort from '#onnxruntime'
 import { ONNX_NAMES } from '../contract/onnx-io.ts'
 import type { Manifest } from '../models/manifest.ts'
-import { DecodeBatch } from './batch-state.ts'
+import { DecodeBatch, extractRow, stackRows } from './batch-state.ts'
 import type { SeqEvent } from './protocol.ts'
 import { DecodeScheduler, type Step } from './scheduler.ts'
 import type { Outputs, StepGraphs, StepResult } from './step-graphs.ts'
 import type { Sequence } from './sequence.ts'
 
-
 export class StepRunner {
   readonly scheduler: DecodeScheduler<Sequence>
-  private readonly batch: DecodeBatch<Sequence>
-  private readonly recurrent: boolean
+  /** Recurrent models: the decoding sequences' state, in slots (a KV cache decodes alone). */
+  private readonly batch: DecodeBatch<Sequence> | null
   private readonly vocab: number
 
   constructor (private readonly graphs: StepGraphs, private readonly manifest: Manifest, options: { maxBatch: number, prefillChunk: number }) {
-    this.recurrent = manifest.architecture !== 'softmax'
+    const recurrent = manifest.architecture !== 'softmax'
     this.vocab = manifest.vocab_size
-    // A softmax KV cache grows per sequence: those decode one at a time.
-    this.scheduler = new DecodeScheduler<Sequence>({ maxBatch: this.recurrent ? options.maxBatch : 1, prefillChunk: options.prefillChunk })
-    this.batch = new DecodeBatch<Sequence>(manifest.state, manifest.layers)
+    this.scheduler = new DecodeScheduler<Sequence>({
+      // A softmax KV cache grows per sequence: those decode one at a time, and prefill together
+      // only at equal past lengths (the stacked cache has one length).
+      maxBatch: recurrent ? options.maxBatch : 1,
+      maxPrefillBatch: options.maxBatch,
+      prefillChunk: options.prefillChunk,
+      prefillTogether: recurrent ? undefined : (a, b) => a.position === b.position
+    })
+    this.batch = recurrent ? new DecodeBatch<Sequence>(manifest.state, manifest.layers) : null
   }
 
   add (seq: Sequence): void { this.scheduler.add(seq) }
@@ -30,7 +35,7 @@ export class StepRunner {
   /** Ends a sequence now (finished, cancelled or failed): it leaves the scheduler with its own state. */
   end (seq: Sequence, events: SeqEvent[], outcome: { reason: Parameters<Sequence['finish']>[0] } | { error: string }): void {
     if (seq.finished) return
-    if (seq.state === null) this.batch.release()
+    if (seq.state === null) this.batch?.evict(seq)
     this.scheduler.remove(seq)
     if ('error' in outcome) {
       seq.finished = true
@@ -42,14 +47,37 @@ export class StepRunner {
 
   async run (step: Exclude<Step<Sequence>, { kind: 'idle' }>, events: SeqEvent[]): Promise<void> {
     if (step.kind === 'prefill') {
-      const { ids, last } = step.seq.takePrefill(step.tokens)
-      await this.runAlone(step.seq, ids, last, events)
-    } else if (!this.recurrent || step.seqs.length === 1) {
-      if (step.seqs[0].state === null) this.batch.release()
+      await this.prefill(step.seqs, step.tokens, events)
+    } else if (this.batch === null) {
       await this.runAlone(step.seqs[0], [step.seqs[0].decodeInput()], true, events)
     } else {
-      await this.decodeBatch(step.seqs, events)
+      await this.decodeBatch(this.batch, step.seqs, events)
     }
+  }
+
+  /** `tokens` more prompt tokens of every one of `seqs`, in one run; each samples its first token
+   * if that completes its prompt. */
+  private async prefill (seqs: Sequence[], tokens: number, events: SeqEvent[]): Promise<void> {
+    const chunks = seqs.map((s) => s.takePrefill(tokens))
+    if (seqs.length === 1) {
+      await this.runAlone(seqs[0], chunks[0].ids, chunks[0].last, events)
+      return
+    }
+    const layers = this.manifest.layers
+    let step: StepResult
+    try {
+      const state = this.manifest.state.map((_, i) => stackRows(seqs.map((s) => s.state![i]), layers))
+      step = await this.graphs.run(chunks.map((c) => c.ids), seqs.map((s) => s.position), state)
+    } catch {
+      // Row isolation, as for a decode batch: each alone, so only a row that cannot run fails.
+      for (const [r, seq] of seqs.entries()) await this.runAlone(seq, chunks[r].ids, chunks[r].last, events)
+      return
+    }
+    seqs.forEach((seq, r) => {
+      seq.state = step.state.map((d) => extractRow(d, layers, seqs.length, r))
+      seq.advance(tokens)
+      if (chunks[r].last) this.sampleRow(seq, step.out, r, events)
+    })
   }
 
   /** One sequence alone through the graph; samples its next token if `sample`. */
@@ -66,21 +94,26 @@ export class StepRunner {
     if (sample) this.sampleRow(seq, step.out, 0, events)
   }
 
-  private async decodeBatch (seqs: Sequence[], events: SeqEvent[]): Promise<void> {
-    const state = this.batch.stateFor(seqs)
-    let step: StepResult
+  private async decodeBatch (batch: DecodeBatch<Sequence>, seqs: Sequence[], events: SeqEvent[]): Promise<void> {
+    // A copy: sampling may end a member, which leaves the batch (and reorders its rows).
+    const rows = [...batch.arrange(seqs)]
+    let out: Outputs
     try {
-      step = await this.graphs.run(seqs.map((s) => [s.decodeInput()]), seqs.map((s) => s.position), state, this.batch.takeSpare())
-    } catch {
-      // The batch failed as a whole: run each row alone, so only the row that cannot run fails.
-      this.batch.release()
-      for (const seq of seqs) await this.runAlone(seq, [seq.decodeInput()], true, events)
+      out = await this.graphs.decodeBatch(rows.map((s) => s.decodeInput()), rows.map((s) => s.position), batch)
+    } catch (err) {
+      // The batch failed as a whole (its state untouched: it is written only into the other
+      // buffer): run each row alone, so only the row that cannot run fails.
+      if (rows.length === 1) {
+        this.end(rows[0], events, { error: `model run failed: ${(err as Error).message}` })
+        return
+      }
+      batch.release()
+      for (const seq of rows) await this.runAlone(seq, [seq.decodeInput()], true, events)
       return
     }
-    this.batch.update(step.state)
-    seqs.forEach((seq, r) => {
+    rows.forEach((seq, r) => {
       seq.advance(1)
-      this.sampleRow(seq, step.out, r, events)
+      this.sampleRow(seq, out, r, events)
     })
   }
 

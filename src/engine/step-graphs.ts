@@ -1,10 +1,11 @@
 // The model's step graphs in ONNX Runtime: model.onnx (any number of tokens per row, the state
 // stacked [layers, batch, ...]) and, where the folder has one, decode.onnx (one token per row, the
-// state per layer: contract/onnx-io.json's decode_graph). Callers hold the state stacked either way;
-// for the decode graph its layers go in as views and come back written into one stacked array.
+// state per layer: contract/onnx-io.json's decode_graph). `run` takes and returns the state stacked
+// (a prefill, a sequence decoding alone); `decodeBatch` runs a DecodeBatch's members on their slots.
 import ort from '#onnxruntime'
-import type { Manifest } from '../models/manifest.ts'
-import { decodeOutputs, stepFeeds, type Feed } from './batch-state.ts'
+import { stateShape, type Manifest } from '../models/manifest.ts'
+import { decodeOutputs, stepFeeds, type DecodeBatch, type Feed, type StateOwner } from './batch-state.ts'
+import { layerTensorName, ONNX_NAMES } from '../contract/onnx-io.ts'
 
 export type Outputs = ort.InferenceSession.OnnxValueMapType
 
@@ -26,21 +27,50 @@ export class StepGraphs {
   /** Whether single-token steps run through a decode graph. */
   get hasDecodeGraph (): boolean { return this.decode !== null }
 
-  /** One step of `ids` [B, T] at `positions`, continuing the stacked `state`. `reuse`: arrays no one
-   * reads any more, which the decode graph may write the new state into. */
-  async run (ids: number[][], positions: number[], state: Float32Array[], reuse: Float32Array[] | null = null): Promise<StepResult> {
+  /** One step of `ids` [B, T] at `positions`, continuing the stacked `state`. */
+  async run (ids: number[][], positions: number[], state: Float32Array[]): Promise<StepResult> {
     const specs = this.manifest.state
     if (this.decode === null || ids[0].length !== 1) {
       const out = await this.step.run(tensors(stepFeeds(specs, ids, positions, state)))
       return { out, state: specs.map((s) => out[s.output].data as Float32Array) }
     }
     const layers = this.manifest.layers
-    const written = decodeOutputs(specs, layers, positions[0], ids.length, reuse)
+    const written = decodeOutputs(specs, layers, positions[0], ids.length)
     // Outputs given no buffer (logits, logsumexp) are allocated by ONNX Runtime.
     const fetches: Record<string, ort.Tensor | null> = tensors(written.buffers)
     for (const name of this.decode.outputNames) if (!(name in fetches)) fetches[name] = null
     const out = await this.decode.run(tensors(stepFeeds(specs, ids, positions, state, layers)), fetches)
     return { out, state: written.state }
+  }
+
+  /** One decoding step of a batch's members (one token each, in row order), their state read and
+   * written in the batch's slots (then swapped in). Without a decode graph, through the step graph
+   * on a stacked copy. */
+  async decodeBatch<S extends StateOwner> (ids: number[], positions: number[], batch: DecodeBatch<S>): Promise<Outputs> {
+    const specs = this.manifest.state
+    const rows = ids.length
+    if (this.decode === null) {
+      const out = await this.step.run(tensors(stepFeeds(specs, ids.map((id) => [id]), positions, batch.stacked())))
+      batch.load(specs.map((s) => out[s.output].data as Float32Array))
+      return out
+    }
+    const feeds: Record<string, ort.Tensor> = {
+      [ONNX_NAMES.inputIds]: new ort.Tensor('int64', BigInt64Array.from(ids, (id) => BigInt(id)), [rows, 1]),
+      [ONNX_NAMES.positionOffset]: new ort.Tensor('int64', BigInt64Array.from(positions, (p) => BigInt(p)), [rows])
+    }
+    const fetches: Record<string, ort.Tensor | null> = {}
+    specs.forEach((s, i) => {
+      const dims = stateShape(s, 0, rows).slice(1)
+      for (let l = 0; l < this.manifest.layers; l++) {
+        feeds[layerTensorName(s.name, l)] = new ort.Tensor('float32', batch.layerRows('front', i, l), dims)
+        fetches[layerTensorName(s.output, l)] = new ort.Tensor('float32', batch.layerRows('back', i, l), dims)
+      }
+    })
+    // Outputs given no buffer (logits, logsumexp) are allocated by ONNX Runtime.
+    for (const name of this.decode.outputNames) if (!(name in fetches)) fetches[name] = null
+    const out = await this.decode.run(feeds, fetches)
+    batch.swap()
+    return out
   }
 
   async release (): Promise<void> {

@@ -42,7 +42,7 @@ async function loop (runner: StepRunner): Promise<void> {
     }
     const events: SeqEvent[] = []
     const t0 = performance.now()
-    const seqs = step.kind === 'prefill' ? [step.seq] : step.seqs
+    const seqs = step.seqs
     for (const s of seqs) {
       if (!s.started) { s.started = true; s.queueMs = Date.now() - s.req.submittedAt }
     }
@@ -52,7 +52,7 @@ async function loop (runner: StepRunner): Promise<void> {
     for (const id of cancelAfterStep) cancel(runner, id, events)
     cancelAfterStep.clear()
     const ms = performance.now() - t0
-    post({ type: 'step', kind: step.kind, ms, batch: seqs.length, tokens: step.kind === 'prefill' ? step.tokens : seqs.length, events }, events)
+    post({ type: 'step', kind: step.kind, ms, batch: seqs.length, tokens: step.kind === 'prefill' ? step.tokens * seqs.length : seqs.length, events }, events)
     // Let cancel / pause messages in between steps.
     await new Promise((resolve) => setImmediate(resolve))
   }

@@ -86,7 +86,7 @@ export class ModelRegistry {
     const engine = await this.startBackend({ name: manifest.name, modelPath: join(dir, 'model.onnx'), manifest, tokenizer, threads })
     engine.onStep((s) => {
       this.metrics.ortStep.observe({ model: manifest.name, kind: s.kind }, s.ms / 1000)
-      if (s.kind === 'decode') this.metrics.decodeBatchSize.observe({ model: manifest.name }, s.batch)
+      ;(s.kind === 'decode' ? this.metrics.decodeBatchSize : this.metrics.prefillBatchSize).observe({ model: manifest.name }, s.batch)
     })
     engine.onExit((code) => {
       // A dead worker takes its model out of service; /ready reports why.

@@ -1,5 +1,5 @@
-// The decode batch's state layout: rows stack and unstack exactly, the stacked state is reused while
-// the members stay, and every member gets its own (updated) row back.
+// The engine's state layout: rows stack and unstack exactly (prefill batches), and a decode batch's
+// slots are read and written in place while members join and leave, each keeping its own state.
 import t from 'tap'
 import { DecodeBatch, decodeOutputs, extractRow, stackRows, stepFeeds } from '../../src/engine/batch-state.ts'
 import type { StateTensorSpec } from '../../src/models/manifest.ts'
@@ -52,41 +52,76 @@ t.test('decode graph outputs: each layer\'s buffer is a view of one new stacked 
   t.same(decodeOutputs([kv], LAYERS, 5, 1).buffers.present_key_0.dims, [1, 2, 6, 3], 'a KV cache comes back one position longer')
 })
 
-t.test('double buffering: a steady batch offers the state its last step consumed, never the live one', async (t) => {
+/** A step as the decode graph does it: reads each layer's rows from front, writes f(x) into back. */
+function step (batch: DecodeBatch<{ state: Float32Array[] | null }>, f: (x: number) => number): void {
+  specs.forEach((_, i) => {
+    for (let l = 0; l < LAYERS; l++) {
+      const input = batch.layerRows('front', i, l)
+      batch.layerRows('back', i, l).set(input.map(f))
+    }
+  })
+  batch.swap()
+}
+
+t.test('decode slots: members lend their rows; steps read and write in place; every member gets its updated row back', async (t) => {
   const a = { state: [row(1, 12), row(1, 6)] as Float32Array[] | null }
   const b = { state: [row(2, 12), row(2, 6)] as Float32Array[] | null }
   const batch = new DecodeBatch<typeof a>(specs, LAYERS)
-  const first = batch.stateFor([a, b])
-  t.equal(batch.takeSpare(), null, 'a new batch has nothing to offer')
-  const second = first.map((d) => d.map((x) => x + 1))
-  batch.update(second)
-  t.equal(batch.stateFor([a, b]), second)
-  t.equal(batch.takeSpare(), first, 'the consumed state')
-  t.equal(batch.takeSpare(), null, 'offered once')
-  batch.update(first.map((d) => d.map((x) => x + 2)))
-  batch.stateFor([b, a])
-  t.equal(batch.takeSpare(), null, 'members changed: restacked, no spare')
-  const { state } = decodeOutputs(specs, LAYERS, 0, 2, second)
-  t.equal(state[0], second[0], 'decode outputs are written into a spare of the right size')
-  t.not(decodeOutputs(specs, LAYERS, 0, 3, second).state[0], second[0], 'not into one of another size')
+  t.same(batch.arrange([a, b]), [a, b])
+  t.equal(a.state, null, 'members lend their state to the batch')
+  const layer1 = batch.layerRows('front', 0, 1)
+  t.same([...layer1], [...row(1, 12).subarray(6), ...row(2, 12).subarray(6)], 'layer 1: each member\'s second half, in row order')
+  t.equal(layer1.length, 12, 'a view of the members\' rows only')
+  step(batch, (x) => x + 0.5)
+  const front = batch.layerRows('front', 0, 0)
+  step(batch, (x) => x + 0.5)
+  t.not(batch.layerRows('front', 0, 0).buffer, front.buffer, 'double buffered: the step wrote the other array')
+  step(batch, (x) => x + 0.5)
+  t.equal(batch.layerRows('front', 0, 0).buffer, front.buffer, 'and they alternate: nothing is allocated per step')
+  batch.release()
+  t.equal(batch.size, 0)
+  t.same([...a.state![0]], [...row(1, 12)].map((x) => x + 1.5), 'a got its updated rows back')
+  t.same([...b.state![1]], [...row(2, 6)].map((x) => x + 1.5))
 })
 
-t.test('a decode batch restacks only when its members change, and hands rows back', async (t) => {
+t.test('decode slots: joining and leaving move single rows; the others keep their state', async (t) => {
+  const seqs = [1, 2, 3, 4, 5, 6].map((n) => ({ n, state: [row(n, 12), row(n, 6)] as Float32Array[] | null }))
+  const [a, b, c, d, e, f] = seqs
+  const batch = new DecodeBatch<typeof a>(specs, LAYERS)
+  batch.arrange([a, b, c])
+  step(batch, (x) => x + 1)
+  // c leaves (paused, or another set rotates in), d and e join: rows of others are untouched.
+  const rows = batch.arrange([a, b, d, e])
+  t.same(rows.map((s) => s.n).sort(), [1, 2, 4, 5])
+  t.same([...c.state![0]], [...row(3, 12)].map((x) => x + 1), 'c left with its updated rows')
+  step(batch, (x) => x + 1)
+  // The batch outgrows its first capacity (4): rows are kept across the growth.
+  batch.arrange([a, b, d, e, f])
+  step(batch, (x) => x + 1)
+  batch.evict(a)
+  t.same([...a.state![1]], [...row(1, 6)].map((x) => x + 3), 'a: three steps')
+  t.equal(batch.size, 4)
+  batch.release()
+  t.same([...b.state![0]], [...row(2, 12)].map((x) => x + 3), 'b: three steps, though rows moved around it')
+  t.same([...d.state![0]], [...row(4, 12)].map((x) => x + 2), 'd: joined for two')
+  t.same([...e.state![1]], [...row(5, 6)].map((x) => x + 2))
+  t.same([...f.state![0]], [...row(6, 12)].map((x) => x + 1), 'f: joined for one')
+})
+
+t.test('decode slots: a stacked copy for a graph without per-layer state, and back', async (t) => {
   const a = { state: [row(1, 12), row(1, 6)] as Float32Array[] | null }
   const b = { state: [row(2, 12), row(2, 6)] as Float32Array[] | null }
-  const c = { state: [row(3, 12), row(3, 6)] as Float32Array[] | null }
   const batch = new DecodeBatch<typeof a>(specs, LAYERS)
-  const first = batch.stateFor([a, b])
-  t.equal(a.state, null, 'members lend their state to the batch')
-  t.equal(batch.stateFor([a, b]), first, 'same members: the same stacked arrays, no copy')
-  // A step's output becomes the batch state; rows handed back carry it.
-  const next = first.map((d) => d.map((x) => x + 0.5))
-  batch.update(next)
-  const third = batch.stateFor([a, b, c])
-  t.not(third, next, 'new member: restacked')
-  t.same([...a.state ?? []].length, 0, 'still lent')
+  batch.arrange([a, b])
+  const stacked = batch.stacked()
+  t.same([...stacked[0]], [...stackRows([row(1, 12), row(2, 12)], LAYERS)], 'the [L, B, ...] layout')
+  batch.load(stacked.map((s) => s.map((x) => -x)))
   batch.release()
-  t.same([...a.state![0]], [...row(1, 12)].map((x) => x + 0.5), 'a got its updated row back')
-  t.same([...b.state![1]], [...row(2, 6)].map((x) => x + 0.5))
-  t.same([...c.state![0]], [...row(3, 12)], 'c had no step in the batch: unchanged')
+  t.same([...a.state![0]], [...row(1, 12)].map((x) => -x))
+  t.same([...b.state![1]], [...row(2, 6)].map((x) => -x))
+})
+
+t.test('decode slots hold constant-size state only', async (t) => {
+  const kv: StateTensorSpec = { name: 'past_key', output: 'present_key', shape: [LAYERS, 'batch', 2, 'past', 3], dtype: 'float32', growing_axis: 3 }
+  t.throws(() => new DecodeBatch([kv], LAYERS), /constant-size/)
 })
