@@ -22,6 +22,9 @@ export function tensors (feeds: Record<string, Feed>): Record<string, ort.Tensor
 }
 
 export class StepGraphs {
+  private logits = new Float32Array(0)
+  private logsumexp = new Float32Array(0)
+
   constructor (private readonly step: ort.InferenceSession, private readonly decode: ort.InferenceSession | null, private readonly manifest: Manifest) {}
 
   /** Whether single-token steps run through a decode graph. */
@@ -66,8 +69,17 @@ export class StepGraphs {
         fetches[layerTensorName(s.output, l)] = new ort.Tensor('float32', batch.layerRows('back', i, l), dims)
       }
     })
-    // Outputs given no buffer (logits, logsumexp) are allocated by ONNX Runtime.
-    for (const name of this.decode.outputNames) if (!(name in fetches)) fetches[name] = null
+    // Logits (and logsumexp) into buffers kept from step to step, read by the caller before the
+    // next step. (onnxruntime-node 1.30 still returns a fresh copy of every output, pre-allocated
+    // or not: the state's copy is garbage at once, and is what makes V8 mark-compact every ~65 ms
+    // at one stream. Only a binding that returns the given buffers can avoid it.)
+    const vocab = this.manifest.vocab_size
+    if (this.logits.length < rows * vocab) {
+      this.logits = new Float32Array(rows * vocab)
+      this.logsumexp = new Float32Array(rows)
+    }
+    fetches[ONNX_NAMES.logits] = new ort.Tensor('float32', this.logits.subarray(0, rows * vocab), [rows, vocab])
+    if (this.decode.outputNames.includes(ONNX_NAMES.logsumexp)) fetches[ONNX_NAMES.logsumexp] = new ort.Tensor('float32', this.logsumexp.subarray(0, rows), [rows])
     const out = await this.decode.run(feeds, fetches)
     batch.swap()
     return out

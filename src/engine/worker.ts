@@ -1,7 +1,7 @@
 // The model's worker thread: a thin message loop around the StepRunner (runner.ts), which owns the
 // ONNX Runtime session (whose run blocks this thread). Every step's token events go to the main
 // thread in one message; a finished sequence's state travels back as transferred buffers.
-import { parentPort, workerData } from 'node:worker_threads'
+import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads'
 import { createSession, decodeGraphPath } from './ort-session.ts'
 import type { FromWorker, SeqEvent, ToWorker, WorkerInit } from './protocol.ts'
 import { StepRunner } from './runner.ts'
@@ -53,8 +53,9 @@ async function loop (runner: StepRunner): Promise<void> {
     cancelAfterStep.clear()
     const ms = performance.now() - t0
     post({ type: 'step', kind: step.kind, ms, batch: seqs.length, tokens: step.kind === 'prefill' ? step.tokens * seqs.length : seqs.length, events }, events)
-    // Let cancel / pause messages in between steps.
-    await new Promise((resolve) => setImmediate(resolve))
+    // Cancel / pause / new requests get in between steps: taken from the port here, without a turn
+    // of the event loop per step (a setImmediate measured ~40 µs a step of ~500 at one stream).
+    for (let m = receiveMessageOnPort(port); m !== undefined; m = receiveMessageOnPort(port)) onMessage(runner, m.message as ToWorker)
   }
 }
 
