@@ -204,10 +204,14 @@ async function main (): Promise<void> {
       }
     }
   }
-  // Warm-up: first runs pay for allocation and thread start-up.
-  await engineSingle(t2r, prompt, 8)
-  await httpSingle(server.url, t2rName, promptText, 8)
-  for (const c of configs) await peerSingle(c, prompt, 8)
+  // Warm-up, every configuration on both sides: first runs pay for allocation, thread start-up and
+  // (ours: each model's worker thread is its own V8 isolate) compiling the worker's code; a model
+  // measured cold ran at a third of its speed in round 1.
+  for (const o of [...t2rs, ...softmaxes]) {
+    await engineSingle(o.model, prompt, L.tokens)
+    await httpSingle(o.url, o.model.name, promptText, L.tokens)
+  }
+  for (const c of configs) await peerSingle(c, prompt, L.tokens)
 
   for (let round = 0; round < L.rounds; round++) {
     const t0 = Date.now()

@@ -1,6 +1,7 @@
 // Our side of the benchmark: the server started in this process (real HTTP on a free port) and its
 // models' engines driven directly. Greedy decode throughout; HTTP streams are TGI's SSE route.
 import { mkdtempSync, rmSync } from 'node:fs'
+import { request } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -58,28 +59,40 @@ export async function engineRun (model: LoadedModel, inputIds: number[], maxNewT
 }
 
 /** One TGI SSE stream of `n` tokens (EOS ignored); -> tokens, total and first-token ms. `signal`
- * ends it early. */
+ * ends it early. The client is node:http counting frames in the raw bytes (no text decoding): on 2
+ * cores a client shares the machine with the server it measures, so it should cost little. */
 export async function httpStream (url: string, model: string, prompt: string, n: number, signal?: AbortSignal, onFirst?: () => void): Promise<{ tokens: number, ms: number, firstMs: number }> {
   const t0 = performance.now()
-  const res = await fetch(`${url}/generate_stream`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ inputs: prompt, parameters: { model, max_new_tokens: n, ignore_eos: true } }), signal })
-  if (res.status !== 200) throw new Error(`${model}: /generate_stream answered ${res.status}: ${await res.text()}`)
-  const reader = res.body!.getReader()
-  let tokens = 0
-  let firstMs = 0
-  const decoder = new TextDecoder()
-  try {
-    for (;;) {
-      const { done, value } = await reader.read()
-      if (done) break
-      const frames = decoder.decode(value, { stream: true }).split('\n\n').filter((f) => f.startsWith('data:')).length
-      if (tokens === 0 && frames > 0) { firstMs = performance.now() - t0; onFirst?.() }
-      tokens += frames
-    }
-  } catch (err) {
-    if (signal?.aborted !== true) throw err
-  }
-  return { tokens, ms: performance.now() - t0, firstMs }
+  const body = JSON.stringify({ inputs: prompt, parameters: { model, max_new_tokens: n, ignore_eos: true } })
+  return await new Promise((resolve, reject) => {
+    let tokens = 0
+    let firstMs = 0
+    const done = (): void => { resolve({ tokens, ms: performance.now() - t0, firstMs }) }
+    const req = request(`${url}/generate_stream`, { method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }, signal }, (res) => {
+      if (res.statusCode !== 200) {
+        let text = ''
+        res.setEncoding('utf8')
+        res.on('data', (c: string) => { text += c })
+        res.on('end', () => { reject(new Error(`${model}: /generate_stream answered ${res.statusCode}: ${text}`)) })
+        return
+      }
+      // A frame starts with "data:" at the start of a line; the previous chunk's last bytes are
+      // kept so a "data:" split between chunks still counts once.
+      let tail = Buffer.from('\n')
+      res.on('data', (chunk: Buffer) => {
+        const buf = Buffer.concat([tail, chunk])
+        for (let i = buf.indexOf(FRAME); i !== -1; i = buf.indexOf(FRAME, i + FRAME.length)) if (i + FRAME.length > tail.length) tokens++
+        tail = buf.subarray(Math.max(0, buf.length - FRAME.length + 1))
+        if (tokens > 0 && firstMs === 0) { firstMs = performance.now() - t0; onFirst?.() }
+      })
+      res.on('end', done)
+      res.on('error', (err) => { if (signal?.aborted === true) done(); else reject(err) })
+    })
+    req.on('error', (err) => { if (signal?.aborted === true) done(); else reject(err) })
+    req.end(body)
+  })
 }
+const FRAME = Buffer.from('\ndata:')
 
 export async function engineSingle (model: LoadedModel, ids: number[], n: number): Promise<number> {
   const { times } = await engineRun(model, ids, n)

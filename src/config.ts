@@ -21,6 +21,7 @@ export interface Config {
   intraOpSpinning: boolean
   maxBatch: number
   prefillChunk: number
+  streamIntervalMs: number
   maxInFlight: number
   maxInputTokens: number
   bodyLimit: number
@@ -75,6 +76,7 @@ const FLAGS = {
   'intra-op-spinning': { type: 'string', env: 'T2R_INTRA_OP_SPINNING' },
   'max-batch': { type: 'string', env: 'T2R_MAX_BATCH' },
   'prefill-chunk': { type: 'string', env: 'T2R_PREFILL_CHUNK' },
+  'stream-interval-ms': { type: 'string', env: 'T2R_STREAM_INTERVAL_MS' },
   'max-in-flight': { type: 'string', env: 'T2R_MAX_IN_FLIGHT' },
   'session-ttl': { type: 'string', env: 'T2R_SESSION_TTL_SECONDS' },
   'max-resident-sessions': { type: 'string', env: 'T2R_MAX_RESIDENT_SESSIONS' },
@@ -145,6 +147,7 @@ export function loadConfig (argv: string[] = [], env: NodeJS.ProcessEnv = proces
     intraOpSpinning: switchValue('intra-op spinning', get('intra-op-spinning')),
     maxBatch: int('max batch', get('max-batch'), 32, 1),
     prefillChunk: int('prefill chunk', get('prefill-chunk'), 128, 1),
+    streamIntervalMs: int('stream interval ms', get('stream-interval-ms'), 0, 0),
     maxInFlight: int('max in flight', get('max-in-flight'), 128, 1),
     maxInputTokens: 16384,
     bodyLimit: 4 * 1024 * 1024,

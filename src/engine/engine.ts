@@ -117,10 +117,8 @@ export class OrtEngine extends EventEmitter implements Backend {
   }
 
   private onMessage (msg: FromWorker): void {
-    if (msg.type === 'step') {
-      this.emit('step', { kind: msg.kind, ms: msg.ms, batch: msg.batch, tokens: msg.tokens } satisfies StepStats)
-      this.dispatch(msg.events)
-    } else if (msg.type === 'events') {
+    if (msg.type === 'steps') {
+      for (const s of msg.steps) this.emit('step', s satisfies StepStats)
       this.dispatch(msg.events)
     }
   }
@@ -166,6 +164,6 @@ export function ortBackends (config: Config): StartBackend {
     modelPath: m.modelPath,
     manifest: m.manifest,
     tokenizer: m.tokenizer,
-    runtime: { executionProvider: config.executionProvider, cudaDevice: config.cudaDevice, intraOpThreads: m.threads, intraOpSpinning: config.intraOpSpinning, maxBatch: config.maxBatch, prefillChunk: config.prefillChunk }
+    runtime: { executionProvider: config.executionProvider, cudaDevice: config.cudaDevice, intraOpThreads: m.threads, intraOpSpinning: config.intraOpSpinning, maxBatch: config.maxBatch, prefillChunk: config.prefillChunk, streamIntervalMs: config.streamIntervalMs }
   })
 }

@@ -9,6 +9,8 @@ export interface RuntimeOptions {
   intraOpSpinning: boolean
   maxBatch: number
   prefillChunk: number
+  /** Token events wait at most this long to be posted with later ones (0: every step). */
+  streamIntervalMs: number
 }
 
 export interface WorkerInit {
@@ -37,8 +39,9 @@ export type SeqEvent =
   | { id: number, kind: 'end', result: WireResult }
   | { id: number, kind: 'error', message: string }
 
+export interface StepRecord { kind: 'prefill' | 'decode', ms: number, batch: number, tokens: number }
+
 export type FromWorker =
   | { type: 'ready', inputs: string[], outputs: string[] }
   | { type: 'init-error', message: string }
-  | { type: 'step', kind: 'prefill' | 'decode', ms: number, batch: number, tokens: number, events: SeqEvent[] }
-  | { type: 'events', events: SeqEvent[] }
+  | { type: 'steps', steps: StepRecord[], events: SeqEvent[] }

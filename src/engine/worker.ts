@@ -1,9 +1,11 @@
 // The model's worker thread: a thin message loop around the StepRunner (runner.ts), which owns the
-// ONNX Runtime session (whose run blocks this thread). Every step's token events go to the main
-// thread in one message; a finished sequence's state travels back as transferred buffers.
+// ONNX Runtime session (whose run blocks this thread). Steps' token events go to the main thread
+// in one message per step, or per few steps (runtime.streamIntervalMs: posting wakes the main
+// thread, ~50 µs of this thread's time on a VM); a finished sequence's state travels back as
+// transferred buffers.
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads'
 import { createSession, decodeGraphPath } from './ort-session.ts'
-import type { FromWorker, SeqEvent, ToWorker, WorkerInit } from './protocol.ts'
+import type { FromWorker, SeqEvent, StepRecord, ToWorker, WorkerInit } from './protocol.ts'
 import { StepRunner } from './runner.ts'
 import { StepGraphs } from './step-graphs.ts'
 import { Sequence } from './sequence.ts'
@@ -32,10 +34,35 @@ function post (msg: FromWorker, events: SeqEvent[]): void {
   port.postMessage(msg, transfer)
 }
 
+/** Steps run and events produced since the last post. */
+let heldSteps: StepRecord[] = []
+let heldEvents: SeqEvent[] = []
+let lastPost = 0
+
+/** Posts what is held: at once when `urgent` (a first token, an end, an error, the worker going
+ * idle) or when the last post is streamIntervalMs old, else with a later step's. */
+function flush (urgent: boolean): void {
+  if (heldSteps.length === 0 && heldEvents.length === 0) return
+  const now = performance.now()
+  if (!urgent && now - lastPost < init.runtime.streamIntervalMs) return
+  const events = heldEvents
+  post({ type: 'steps', steps: heldSteps, events }, events)
+  heldSteps = []
+  heldEvents = []
+  lastPost = now
+}
+
+/** Events outside a step (a refusal, a cancel between steps): posted at once, after what is held. */
+function send (events: SeqEvent[]): void {
+  for (const e of events) heldEvents.push(e)
+  flush(true)
+}
+
 async function loop (runner: StepRunner): Promise<void> {
   while (!shuttingDown) {
     const step = runner.scheduler.next()
     if (step.kind === 'idle') {
+      flush(true)
       await new Promise<void>((resolve) => { wake = resolve })
       wake = null
       continue
@@ -52,7 +79,9 @@ async function loop (runner: StepRunner): Promise<void> {
     for (const id of cancelAfterStep) cancel(runner, id, events)
     cancelAfterStep.clear()
     const ms = performance.now() - t0
-    post({ type: 'step', kind: step.kind, ms, batch: seqs.length, tokens: step.kind === 'prefill' ? step.tokens * seqs.length : seqs.length, events }, events)
+    heldSteps.push({ kind: step.kind, ms, batch: seqs.length, tokens: step.kind === 'prefill' ? step.tokens * seqs.length : seqs.length })
+    for (const e of events) heldEvents.push(e)
+    flush(events.some((e) => e.kind !== 'token' || e.first))
     // Cancel / pause / new requests get in between steps: taken from the port here, without a turn
     // of the event loop per step (a setImmediate measured ~40 µs a step of ~500 at one stream).
     for (let m = receiveMessageOnPort(port); m !== undefined; m = receiveMessageOnPort(port)) onMessage(runner, m.message as ToWorker)
@@ -68,7 +97,7 @@ function onMessage (runner: StepRunner, msg: ToWorker): void {
   if (msg.type === 'generate') {
     const seq = new Sequence(msg.id, msg.req, init.manifest.state, tokenBytes)
     if (seq.empty) {
-      post({ type: 'events', events: [{ id: msg.id, kind: 'error', message: 'nothing to condition on: empty input on an empty state' }] }, [])
+      send([{ id: msg.id, kind: 'error', message: 'nothing to condition on: empty input on an empty state' }])
       return
     }
     byId.set(msg.id, seq)
@@ -76,7 +105,7 @@ function onMessage (runner: StepRunner, msg: ToWorker): void {
     if (seq.doneAtStart) {
       const events: SeqEvent[] = []
       runner.end(seq, events, { reason: 'length' })
-      post({ type: 'events', events }, events)
+      send(events)
     }
   } else if (msg.type === 'shutdown') {
     shuttingDown = true
@@ -88,7 +117,7 @@ function onMessage (runner: StepRunner, msg: ToWorker): void {
     } else if (msg.type === 'cancel') {
       const events: SeqEvent[] = []
       cancel(runner, msg.id, events)
-      post({ type: 'events', events }, events)
+      send(events)
     } else {
       seq.paused = msg.type === 'pause'
     }
@@ -104,6 +133,7 @@ try {
   port.on('message', (msg: ToWorker) => { onMessage(runner, msg) })
   port.postMessage({ type: 'ready', inputs: [...session.inputNames], outputs: [...session.outputNames] } satisfies FromWorker)
   await loop(runner)
+  flush(true)
   await graphs.release()
   // Nothing keeps the thread alive once the port closes: it ends on its own, after the release.
   port.close()
