@@ -1,6 +1,7 @@
 // Our side of the benchmark: the server started in this process (real HTTP on a free port) and its
 // models' engines driven directly. Greedy decode throughout; HTTP streams are TGI's SSE route.
 import { mkdtempSync, rmSync } from 'node:fs'
+import { setMaxListeners } from 'node:events'
 import { request } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -144,6 +145,8 @@ export async function enginePrefill (model: LoadedModel, prompt: number[]): Prom
 /** Time to first token (ms) of a new HTTP stream while `load` streams decode. */
 export async function httpTtftUnderLoad (url: string, model: string, prompt: string, load: number, maxTokens: number): Promise<number> {
   const abort = new AbortController()
+  // One signal ends every stream of the load: a listener each.
+  setMaxListeners(load + 1, abort.signal)
   let started = 0
   let allStarted!: () => void
   const running = new Promise<void>((resolve) => { allStarted = resolve })
