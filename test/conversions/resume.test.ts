@@ -74,7 +74,9 @@ t.test('a job interrupted by shutdown resumes from its checkpoint after a restar
   const trainerEvents = progress.filter((p) => p.event !== 'start' && p.model !== 'teacher')
   t.equal(trainerEvents[0]?.event, 'resume', 'then began by resuming')
   const resumedAt = trainerEvents[0]?.step as number
-  t.ok(resumedAt >= 15 && resumedAt <= reached, 'from a checkpoint at or after step 15 and not beyond where it was stopped')
+  // The trainer runs on between the step this test saw and the shutdown (the events it reads lag:
+  // once, seen 20, resumed at 30), so the bound is the checkpoints themselves: every 15 steps.
+  t.ok(resumedAt >= 15 && resumedAt % 15 === 0 && resumedAt < 60, 'from one of its checkpoints (every 15 steps), before the end')
   t.comment(`stopped after step ${reached}, resumed at ${resumedAt}`)
   const steps = progress.filter((p) => p.event === 'step').map((p) => p.step as number)
   t.ok(steps.length > 0 && steps.every((s) => s > resumedAt), 'training went on after the checkpoint, not from the start')

@@ -108,7 +108,9 @@ t.test('conversions on a queue: any replica answers, a worker runs them', async 
     const progress = resumed.filter((e) => e.event === 'progress').map((e) => e.data)
     const resume = progress.find((p) => p.event === 'resume')
     t.ok(resume !== undefined, 'the next worker\'s trainer resumed')
-    t.ok(resume?.step >= 30 && resume?.step <= reached, `from a checkpoint at or after step 30, not beyond ${reached}`)
+    // The trainer runs on a little past the step seen here (its events lag), so the bound is the
+    // checkpoints themselves (every 30 steps), as in test/conversions/resume.test.ts.
+    t.ok(resume?.step >= 30 && resume?.step % 30 === 0 && resume?.step < 120, `from one of its checkpoints (every 30 steps; seen ${reached} before the kill)`)
     t.comment(`killed after step ${reached}, resumed at ${resume?.step}`)
     const steps = progress.slice(progress.indexOf(resume) + 1).filter((p) => p.event === 'step').map((p) => p.step as number)
     t.equal(steps[0], resume?.step + 1, 'training went on from the checkpoint, not from the start')
