@@ -40,18 +40,24 @@ export function layerView (data: Float32Array, layers: number, layer: number): F
   return data.subarray(layer * size, (layer + 1) * size)
 }
 
+/** The step's token inputs: ids [B, T] and each row's position. */
+export function tokenFeeds (inputIds: number[][], positions: number[]): Record<string, Feed> {
+  const b = inputIds.length
+  const t = inputIds[0].length
+  const ids = new BigInt64Array(b * t)
+  inputIds.forEach((row, r) => { row.forEach((id, i) => { ids[r * t + i] = BigInt(id) }) })
+  return {
+    [ONNX_NAMES.inputIds]: { type: 'int64', data: ids, dims: [b, t] },
+    [ONNX_NAMES.positionOffset]: { type: 'int64', data: BigInt64Array.from(positions, (p) => BigInt(p)), dims: [b] }
+  }
+}
+
 /** The graph's inputs for one step: token ids [B, T], each row's position, the (stacked) state.
  * `layers`: for a decode graph, whose state inputs are per layer (views of the stacked state); null
  * for the step graph's stacked inputs. */
 export function stepFeeds (specs: StateTensorSpec[], inputIds: number[][], positions: number[], state: Float32Array[], layers: number | null = null): Record<string, Feed> {
   const b = inputIds.length
-  const t = inputIds[0].length
-  const ids = new BigInt64Array(b * t)
-  inputIds.forEach((row, r) => { row.forEach((id, i) => { ids[r * t + i] = BigInt(id) }) })
-  const feeds: Record<string, Feed> = {
-    [ONNX_NAMES.inputIds]: { type: 'int64', data: ids, dims: [b, t] },
-    [ONNX_NAMES.positionOffset]: { type: 'int64', data: BigInt64Array.from(positions, (p) => BigInt(p)), dims: [b] }
-  }
+  const feeds = tokenFeeds(inputIds, positions)
   // A KV cache's growing axis is the same for every row: batched decoding needs equal positions.
   specs.forEach((s, i) => {
     const dims = stateShape(s, positions[0], b)
@@ -113,9 +119,6 @@ export class DecodeBatch<S extends StateOwner> {
   }
 
   get size (): number { return this.members.length }
-
-  /** The members in row order. */
-  get rows (): readonly S[] { return this.members }
 
   /** Makes the members exactly `seqs` (in any row order) and returns them in row order: members
    * not in `seqs` leave with their rows, sequences not yet members join with theirs. */

@@ -4,7 +4,7 @@
 // (a prefill, a sequence decoding alone); `decodeBatch` runs a DecodeBatch's members on their slots.
 import ort from '#onnxruntime'
 import { stateShape, type Manifest } from '../models/manifest.ts'
-import { decodeOutputs, stepFeeds, type DecodeBatch, type Feed, type StateOwner } from './batch-state.ts'
+import { decodeOutputs, stepFeeds, tokenFeeds, type DecodeBatch, type Feed, type StateOwner } from './batch-state.ts'
 import { layerTensorName, ONNX_NAMES } from '../contract/onnx-io.ts'
 
 export type Outputs = ort.InferenceSession.OnnxValueMapType
@@ -25,7 +25,12 @@ export class StepGraphs {
   private logits = new Float32Array(0)
   private logsumexp = new Float32Array(0)
 
-  constructor (private readonly step: ort.InferenceSession, private readonly decode: ort.InferenceSession | null, private readonly manifest: Manifest) {}
+  /** Whether the decode graph has the optional logsumexp output (contract/onnx-io.json). */
+  private readonly decodeHasLogsumexp: boolean
+
+  constructor (private readonly step: ort.InferenceSession, private readonly decode: ort.InferenceSession | null, private readonly manifest: Manifest) {
+    this.decodeHasLogsumexp = decode?.outputNames.includes(ONNX_NAMES.logsumexp) ?? false
+  }
 
   /** Whether single-token steps run through a decode graph. */
   get hasDecodeGraph (): boolean { return this.decode !== null }
@@ -57,10 +62,7 @@ export class StepGraphs {
       batch.load(specs.map((s) => out[s.output].data as Float32Array))
       return out
     }
-    const feeds: Record<string, ort.Tensor> = {
-      [ONNX_NAMES.inputIds]: new ort.Tensor('int64', BigInt64Array.from(ids, (id) => BigInt(id)), [rows, 1]),
-      [ONNX_NAMES.positionOffset]: new ort.Tensor('int64', BigInt64Array.from(positions, (p) => BigInt(p)), [rows])
-    }
+    const feeds = tensors(tokenFeeds(ids.map((id) => [id]), positions))
     const fetches: Record<string, ort.Tensor | null> = {}
     specs.forEach((s, i) => {
       const dims = stateShape(s, 0, rows).slice(1)
@@ -79,7 +81,7 @@ export class StepGraphs {
       this.logsumexp = new Float32Array(rows)
     }
     fetches[ONNX_NAMES.logits] = new ort.Tensor('float32', this.logits.subarray(0, rows * vocab), [rows, vocab])
-    if (this.decode.outputNames.includes(ONNX_NAMES.logsumexp)) fetches[ONNX_NAMES.logsumexp] = new ort.Tensor('float32', this.logsumexp.subarray(0, rows), [rows])
+    if (this.decodeHasLogsumexp) fetches[ONNX_NAMES.logsumexp] = new ort.Tensor('float32', this.logsumexp.subarray(0, rows), [rows])
     const out = await this.decode.run(feeds, fetches)
     batch.swap()
     return out
