@@ -6,8 +6,9 @@ import ort from '#onnxruntime'
 import { stateShape, type Manifest } from '../models/manifest.ts'
 import { decodeOutputs, stepFeeds, tokenFeeds, type DecodeBatch, type Feed, type StateOwner } from './batch-state.ts'
 import { layerTensorName, ONNX_NAMES } from '../contract/onnx-io.ts'
+import type { GraphSession, Outputs } from './ort-session.ts'
 
-export type Outputs = ort.InferenceSession.OnnxValueMapType
+export type { Outputs }
 
 export interface StepResult {
   out: Outputs
@@ -28,7 +29,7 @@ export class StepGraphs {
   /** Whether the decode graph has the optional logsumexp output (contract/onnx-io.json). */
   private readonly decodeHasLogsumexp: boolean
 
-  constructor (private readonly step: ort.InferenceSession, private readonly decode: ort.InferenceSession | null, private readonly manifest: Manifest) {
+  constructor (private readonly step: GraphSession, private readonly decode: GraphSession | null, private readonly manifest: Manifest) {
     this.decodeHasLogsumexp = decode?.outputNames.includes(ONNX_NAMES.logsumexp) ?? false
   }
 

@@ -89,7 +89,7 @@ t.test('/v1/models shows each quantized variant with its measured perplexity bes
   t.equal(byId.get('tiny-t2r'), null, 'the fp32 source is not quantized')
   for (const [source, bits] of VARIANTS) {
     const q = byId.get(`${source}-q${bits}`) as { perplexity: number, reference_perplexity: number, ratio: number }
-    t.match(q, { bits, block_size: 32, accuracy_level: 4, source, method: /MatMulNBits/, eval_tokens: WINDOW * WINDOWS, eval_window: WINDOW })
+    t.match(q, { bits, block_size: 128, accuracy_level: 4, source, method: /MatMulNBits/, eval_tokens: WINDOW * WINDOWS, eval_window: WINDOW })
     t.ok(Math.abs(q.ratio - q.perplexity / q.reference_perplexity) < 1e-3, `${source}-q${bits}: ratio is perplexity / reference`)
     // ONNX Runtime's fp32 figure is the trainer's (PyTorch) on the same windows: the same tokens are scored.
     const trainer = JSON.parse(readFileSync(join(root, source, 'model.json'), 'utf8')).metrics.test_perplexity as number

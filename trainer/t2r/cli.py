@@ -161,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("quantize", help="8- or 4-bit weight-only copy of an ONNX export (docs/design.md §7.6)")
     p.add_argument("path", help="model folder (-> a derived folder NAME-qBITS) or one .onnx file (-> X.qBITS.onnx)")
     p.add_argument("--bits", type=int, required=True, help="4 or 8")
-    p.add_argument("--block-size", type=int, default=32, help="weights per scale along K (a power of 2, >= 16)")
+    p.add_argument("--block-size", type=int, default=128, help="weights per scale along K (a power of 2, >= 16)")
     p.add_argument("--accuracy-level", type=int, default=4,
                    help="MatMulNBits arithmetic: 4 int8 (fastest on CPU), 1 float32")
     p.add_argument("--out", help="where to write (default: beside the source, named as above)")

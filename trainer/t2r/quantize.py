@@ -2,7 +2,7 @@
 exporter wrote, so it keeps working whatever the graph looks like (fused projections, per-layer
 state, a second decode graph).
 
-    python3 -m t2r quantize models/sotu-t2r --bits 8 [--block-size 32] [--accuracy-level 4|1] [--out models/sotu-t2r-q8]
+    python3 -m t2r quantize models/sotu-t2r --bits 8 [--block-size 128] [--accuracy-level 4|1] [--out models/sotu-t2r-q8]
     python3 -m t2r quantize x.onnx --bits 4                      # writes x.q4.onnx beside it
 
 Every MatMul (and Gemm without transA, alpha = beta = 1) whose right-hand side is a 2-D constant

@@ -12,7 +12,10 @@ arithmetic (issue 8), so the graph is built for few kernels:
   q/k MatMul, saves 3 kernels per layer but measured no faster on sotu-t2r: those rows are 2 MB
   more weights to read per token, and a quantization pass would have them to quantize too.)
 - the T2R feature map of every q and k head as one batched MatMul + Add + Relu;
-- one MatMul for SwiGLU's gate and up projections.
+- one MatMul for SwiGLU's gate and up projections;
+- grouped-query attention in the decode graph without repeating the state: a group's query heads
+  are rows of one product with their key/value head's S, z (or cache), not an Expand that copies
+  them group times per layer per step.
 
 Weights stay plain MatMul nodes with initializer weights (a post-export quantization pass finds them).
 """
@@ -118,16 +121,27 @@ class StepLayer(nn.Module):
             q, k = qk.split([H, Hkv], dim=1)
             new_a = torch.cat([state_a, k], dim=2)
             new_b = torch.cat([state_b, v], dim=2)
-            out = self.softmax_attention(q, new_a, new_b)
+            # A group's queries as rows of one product with their key/value head: [B, kv_heads,
+            # group, D] @ [B, kv_heads, D, T]. No repeated copy of the cache (repeat() is an Expand
+            # that writes the whole cache group times over, every layer, every step).
+            scores = (self.grouped(q) @ new_a.transpose(-1, -2)) / math.sqrt(D)
+            out = torch.softmax(scores, dim=-1) @ new_b
         else:
             fq, fk = self.features(qk).split([H, Hkv], dim=1)
             # The outer product phi(k) v^T stays a MatMul (inner size 1): a broadcast Mul measured
             # slower in ONNX Runtime (0.57 against 0.30 ms a step at 32 rows, sotu-t2r-q8).
             new_a = state_a + fk.reshape(-1, Hkv, self.feature_dim, 1) @ v
             new_b = state_b + fk.reshape(-1, Hkv, self.feature_dim)
-            den = fq @ self.repeat(new_b.reshape(-1, Hkv, self.feature_dim, 1))
-            out = (fq @ self.repeat(new_a)) / torch.clamp(den, min=EPS)
+            # Grouped as for softmax: phi(q) of a group [B, kv_heads, group, F] reads its head's S and z.
+            fq = self.grouped(fq)
+            den = fq @ new_b.reshape(-1, Hkv, self.feature_dim, 1)
+            out = (fq @ new_a) / torch.clamp(den, min=EPS)
         return self.finish(x, out.reshape(-1, H * D)), new_a, new_b
+
+    def grouped(self, q: torch.Tensor) -> torch.Tensor:
+        """One token's [B, heads, 1, X] -> [B, kv_heads, group, X]: query head h = kv * group + g is
+        row g of key/value head kv, the order repeat() gives."""
+        return q if self.group == 1 else q.reshape(-1, self.kv_heads, self.group, q.shape[-1])
 
     def repeat(self, x: torch.Tensor) -> torch.Tensor:
         """[B, kv_heads, ...] -> [B, heads, ...] (grouped-query attention)."""
