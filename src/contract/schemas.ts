@@ -58,6 +58,10 @@ export const ManifestSchema = Type.Object({
   bos_token_id: Type.Optional(Type.Union([Count, Type.Null()])),
   add_bos_token: Type.Optional(Type.Boolean()),
   sliding_window: Type.Optional(Type.Union([Positive, Type.Null()])),
+  // A softmax model's decode.onnx reads KV caches of different lengths in one batch, each
+  // right-aligned in the past axis with its padding masked by position_offset (step_graph.py's
+  // pad_mask): the engine batches its decoding only then (older exports decode one row a step).
+  decode_padded_cache: Type.Optional(Type.Boolean()),
   // A model imported from a Hugging Face checkpoint (trainer/t2r/hf_import.py).
   source: Type.Optional(Type.Object({
     format: Type.Literal('huggingface'),

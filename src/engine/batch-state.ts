@@ -205,3 +205,126 @@ export class DecodeBatch<S extends StateOwner> {
     this.capacity = capacity
   }
 }
+
+/** A sequence whose state is a KV cache: `position` is its cache's length. */
+export interface CacheOwner extends StateOwner {
+  position: number
+}
+
+/**
+ * A softmax model's decoding sequences side by side although their KV caches differ in length.
+ * Per state tensor and layer one array [B, ...heads, past, ...rest] (the decode graph's input,
+ * `past` the growing axis): member r's cache is row r, right-aligned, its `position` real slots last
+ * and the slots before them padding, which the decode graph masks (it reads each row's length from
+ * `position_offset`: model.json's `decode_padded_cache`). A step's outputs, one slot longer, are the
+ * next step's inputs as they are. A change of membership rebuilds the arrays once before the next
+ * step (the graph copies the whole cache every step anyway), with `past` the longest member's length:
+ * padding never outgrows the batch's longest cache.
+ */
+export class PaddedCacheBatch<S extends CacheOwner> {
+  private members: S[] = []
+  /** Per state tensor, per layer: the members' caches, rows as in `rowOf` (stale after a change). */
+  private data: Float32Array[][] = []
+  private past = 0
+  private rowOf = new Map<S, number>()
+  private changed = false
+  /** Per state tensor: elements before the growing axis within a row, and after it. */
+  private readonly outer: number[]
+  private readonly inner: number[]
+
+  constructor (private readonly specs: StateTensorSpec[], private readonly layers: number) {
+    this.outer = []
+    this.inner = []
+    for (const s of specs) {
+      if (s.growing_axis === null) throw new Error(`PaddedCacheBatch holds KV caches; ${s.name} does not grow`)
+      const dims = stateShape(s, 1, 1)
+      this.outer.push(dims.slice(2, s.growing_axis).reduce((a, d) => a * d, 1))
+      this.inner.push(dims.slice(s.growing_axis + 1).reduce((a, d) => a * d, 1))
+    }
+  }
+
+  get size (): number { return this.members.length }
+
+  /** Makes the members exactly `seqs` and returns them in row order (as DecodeBatch.arrange). */
+  arrange (seqs: S[]): S[] {
+    const wanted = new Set(seqs)
+    for (const m of [...this.members]) if (!wanted.has(m)) this.evict(m)
+    const joining = seqs.filter((s) => s.state !== null)
+    if (joining.length > 0 || this.changed) this.rebuild(joining)
+    return this.members
+  }
+
+  /** The step's state inputs: name -> [B, ...] per layer (the arrays themselves, no copy). */
+  feeds (): Record<string, Feed> {
+    const feeds: Record<string, Feed> = {}
+    this.specs.forEach((s, i) => {
+      const dims = stateShape(s, this.past, this.members.length).slice(1)
+      for (let l = 0; l < this.layers; l++) feeds[layerTensorName(s.name, l)] = { type: 'float32', data: this.data[i][l], dims }
+    })
+    return feeds
+  }
+
+  /** After a step: its per-layer outputs (each cache one slot longer) are the members' caches. */
+  advance (outputs: Float32Array[][]): void {
+    this.data = outputs
+    this.past += 1
+  }
+
+  /** `seq` leaves with its own cache, stacked [L, 1, ..., position, ...]. */
+  evict (seq: S): void {
+    const r = this.rowOf.get(seq)
+    if (r === undefined) return
+    const p = seq.position
+    seq.state = this.specs.map((_, i) => {
+      const own = new Float32Array(this.layers * this.outer[i] * p * this.inner[i])
+      for (let l = 0; l < this.layers; l++) this.copyRow(this.data[i][l], r, this.past, own.subarray(l * this.outer[i] * p * this.inner[i]), 0, p, p, i)
+      return own
+    })
+    this.rowOf.delete(seq)
+    this.members.splice(this.members.indexOf(seq), 1)
+    this.changed = true
+  }
+
+  /** Every member leaves with its own cache. */
+  release (): void {
+    for (const m of [...this.members]) this.evict(m)
+    this.data = []
+    this.changed = false
+  }
+
+  /** Copies row `from` of `src` (past `srcPast`) into row `to` of `dst` (past `dstPast`): the last
+   * `length` slots of each of its heads, right-aligned. */
+  private copyRow (src: Float32Array, from: number, srcPast: number, dst: Float32Array, to: number, dstPast: number, length: number, i: number): void {
+    const inner = this.inner[i]
+    for (let a = 0; a < this.outer[i]; a++) {
+      const s = ((from * this.outer[i] + a) * srcPast + srcPast - length) * inner
+      const d = ((to * this.outer[i] + a) * dstPast + dstPast - length) * inner
+      dst.set(src.subarray(s, s + length * inner), d)
+    }
+  }
+
+  private rebuild (joining: S[]): void {
+    const members = [...this.members, ...joining]
+    const past = members.reduce((a, m) => Math.max(a, m.position), 0)
+    const b = members.length
+    this.data = this.specs.map((_, i) => Array.from({ length: this.layers }, (_, l) => {
+      const out = new Float32Array(b * this.outer[i] * past * this.inner[i])
+      members.forEach((m, r) => {
+        const old = this.rowOf.get(m)
+        if (old !== undefined) {
+          this.copyRow(this.data[i][l], old, this.past, out, r, past, m.position, i)
+        } else {
+          // Its own cache [L, 1, ..., position, ...]: layer l is row 0 of a batch of one.
+          const size = this.outer[i] * m.position * this.inner[i]
+          this.copyRow(m.state![i].subarray(l * size, (l + 1) * size), 0, m.position, out, r, past, m.position, i)
+        }
+      })
+      return out
+    }))
+    for (const m of joining) m.state = null
+    this.members = members
+    this.rowOf = new Map(members.map((m, r) => [m, r]))
+    this.past = past
+    this.changed = false
+  }
+}

@@ -4,7 +4,7 @@
 import ort from '#onnxruntime'
 import { ONNX_NAMES } from '../contract/onnx-io.ts'
 import type { Manifest } from '../models/manifest.ts'
-import { DecodeBatch, extractRow, stackRows } from './batch-state.ts'
+import { DecodeBatch, extractRow, PaddedCacheBatch, stackRows } from './batch-state.ts'
 import type { SeqEvent } from './protocol.ts'
 import { DecodeScheduler, type Step } from './scheduler.ts'
 import type { Outputs, StepGraphs, StepResult } from './step-graphs.ts'
@@ -12,22 +12,28 @@ import type { Sequence } from './sequence.ts'
 
 export class StepRunner {
   readonly scheduler: DecodeScheduler<Sequence>
-  /** Recurrent models: the decoding sequences' state, in slots (a KV cache decodes alone). */
+  /** Recurrent models: the decoding sequences' state, in slots. */
   private readonly batch: DecodeBatch<Sequence> | null
+  /** Softmax models whose decode graph masks padding: the decoding sequences' KV caches, padded
+   * to one length. (Without it, a KV cache decodes alone.) */
+  private readonly caches: PaddedCacheBatch<Sequence> | null
   private readonly vocab: number
 
   constructor (private readonly graphs: StepGraphs, private readonly manifest: Manifest, options: { maxBatch: number, prefillChunk: number }) {
     const recurrent = manifest.architecture !== 'softmax'
+    const padded = !recurrent && manifest.decode_padded_cache === true && graphs.hasDecodeGraph
     this.vocab = manifest.vocab_size
     this.scheduler = new DecodeScheduler<Sequence>({
-      // A softmax KV cache grows per sequence: those decode one at a time, and prefill together
-      // only at equal past lengths (the stacked cache has one length).
-      maxBatch: recurrent ? options.maxBatch : 1,
+      // A softmax KV cache grows per sequence: caches of different lengths decode together only
+      // through a decode graph that masks their padding, else one at a time; they prefill
+      // together only at equal past lengths (the stacked cache has one length).
+      maxBatch: recurrent || padded ? options.maxBatch : 1,
       maxPrefillBatch: options.maxBatch,
       prefillChunk: options.prefillChunk,
       prefillTogether: recurrent ? undefined : (a, b) => a.position === b.position
     })
     this.batch = recurrent ? new DecodeBatch<Sequence>(manifest.state, manifest.layers) : null
+    this.caches = padded ? new PaddedCacheBatch<Sequence>(manifest.state, manifest.layers) : null
   }
 
   add (seq: Sequence): void { this.scheduler.add(seq) }
@@ -35,7 +41,10 @@ export class StepRunner {
   /** Ends a sequence now (finished, cancelled or failed): it leaves the scheduler with its own state. */
   end (seq: Sequence, events: SeqEvent[], outcome: { reason: Parameters<Sequence['finish']>[0] } | { error: string }): void {
     if (seq.finished) return
-    if (seq.state === null) this.batch?.evict(seq)
+    if (seq.state === null) {
+      this.batch?.evict(seq)
+      this.caches?.evict(seq)
+    }
     this.scheduler.remove(seq)
     if ('error' in outcome) {
       seq.finished = true
@@ -48,10 +57,12 @@ export class StepRunner {
   async run (step: Exclude<Step<Sequence>, { kind: 'idle' }>, events: SeqEvent[]): Promise<void> {
     if (step.kind === 'prefill') {
       await this.prefill(step.seqs, step.tokens, events)
-    } else if (this.batch === null) {
-      await this.runAlone(step.seqs[0], [step.seqs[0].decodeInput()], true, events)
-    } else {
+    } else if (this.batch !== null) {
       await this.decodeBatch(this.batch, step.seqs, events)
+    } else if (this.caches !== null) {
+      await this.decodeBatch(this.caches, step.seqs, events)
+    } else {
+      await this.runAlone(step.seqs[0], [step.seqs[0].decodeInput()], true, events)
     }
   }
 
@@ -94,12 +105,16 @@ export class StepRunner {
     if (sample) this.sampleRow(seq, step.out, 0, events)
   }
 
-  private async decodeBatch (batch: DecodeBatch<Sequence>, seqs: Sequence[], events: SeqEvent[]): Promise<void> {
+  private async decodeBatch (batch: DecodeBatch<Sequence> | PaddedCacheBatch<Sequence>, seqs: Sequence[], events: SeqEvent[]): Promise<void> {
     // A copy: sampling may end a member, which leaves the batch (and reorders its rows).
     const rows = [...batch.arrange(seqs)]
+    const ids = rows.map((s) => s.decodeInput())
+    const positions = rows.map((s) => s.position)
     let out: Outputs
     try {
-      out = await this.graphs.decodeBatch(rows.map((s) => s.decodeInput()), rows.map((s) => s.position), batch)
+      out = batch instanceof DecodeBatch
+        ? await this.graphs.decodeBatch(ids, positions, batch)
+        : await this.graphs.decodeCaches(ids, positions, batch)
     } catch (err) {
       // The batch failed as a whole (its state untouched: it is written only into the other
       // buffer): run each row alone, so only the row that cannot run fails.

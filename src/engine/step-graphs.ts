@@ -4,7 +4,7 @@
 // (a prefill, a sequence decoding alone); `decodeBatch` runs a DecodeBatch's members on their slots.
 import ort from '#onnxruntime'
 import { stateShape, type Manifest } from '../models/manifest.ts'
-import { decodeOutputs, stepFeeds, tokenFeeds, type DecodeBatch, type Feed, type StateOwner } from './batch-state.ts'
+import { decodeOutputs, stepFeeds, tokenFeeds, type CacheOwner, type DecodeBatch, type Feed, type PaddedCacheBatch, type StateOwner } from './batch-state.ts'
 import { layerTensorName, ONNX_NAMES } from '../contract/onnx-io.ts'
 import type { GraphSession, Outputs } from './ort-session.ts'
 
@@ -72,10 +72,32 @@ export class StepGraphs {
         fetches[layerTensorName(s.output, l)] = new ort.Tensor('float32', batch.layerRows('back', i, l), dims)
       }
     })
-    // Logits (and logsumexp) into buffers kept from step to step, read by the caller before the
-    // next step. (onnxruntime-node 1.30 still returns a fresh copy of every output, pre-allocated
-    // or not: the state's copy is garbage at once, and is what makes V8 mark-compact every ~65 ms
-    // at one stream. Only a binding that returns the given buffers can avoid it.)
+    // (onnxruntime-node 1.30 returns a fresh copy of every output, pre-allocated or not: the
+    // state's copy is garbage at once, and is what makes V8 mark-compact every ~65 ms at one
+    // stream. Only a binding that returns the given buffers can avoid it.)
+    this.logitsInto(fetches, rows)
+    const out = await this.decode.run(feeds, fetches)
+    batch.swap()
+    return out
+  }
+
+  /** One decoding step of a softmax model's batch: its members' KV caches padded to one length
+   * (PaddedCacheBatch), the step's outputs (one slot longer) becoming their caches. */
+  async decodeCaches<S extends CacheOwner> (ids: number[], positions: number[], batch: PaddedCacheBatch<S>): Promise<Outputs> {
+    if (this.decode === null) throw new Error('batched KV-cache decoding needs decode.onnx')
+    const feeds = tensors({ ...tokenFeeds(ids.map((id) => [id]), positions), ...batch.feeds() })
+    const fetches: Record<string, ort.Tensor | null> = {}
+    const layers = this.manifest.layers
+    for (const s of this.manifest.state) for (let l = 0; l < layers; l++) fetches[layerTensorName(s.output, l)] = null
+    this.logitsInto(fetches, ids.length)
+    const out = await this.decode.run(feeds, fetches)
+    batch.advance(this.manifest.state.map((s) => Array.from({ length: layers }, (_, l) => out[layerTensorName(s.output, l)].data as Float32Array)))
+    return out
+  }
+
+  /** Logits (and logsumexp) of `rows` rows into buffers kept from step to step, read by the caller
+   * before the next step. */
+  private logitsInto (fetches: Record<string, ort.Tensor | null>, rows: number): void {
     const vocab = this.manifest.vocab_size
     if (this.logits.length < rows * vocab) {
       this.logits = new Float32Array(rows * vocab)
@@ -83,9 +105,6 @@ export class StepGraphs {
     }
     fetches[ONNX_NAMES.logits] = new ort.Tensor('float32', this.logits.subarray(0, rows * vocab), [rows, vocab])
     if (this.decodeHasLogsumexp) fetches[ONNX_NAMES.logsumexp] = new ort.Tensor('float32', this.logsumexp.subarray(0, rows), [rows])
-    const out = await this.decode.run(feeds, fetches)
-    batch.swap()
-    return out
   }
 
   async release (): Promise<void> {

@@ -39,6 +39,9 @@ def model_fields(model: Transformer) -> dict:
         "max_positions": None if recurrent and cfg.positions == "rope" else cfg.max_positions,
         "trained_positions": cfg.max_positions,
         "state": state_spec(model),
+        # decode.onnx masks each row's padding (step_graph.py's pad_mask): caches of different
+        # lengths decode in one batch.
+        **({} if recurrent else {"decode_padded_cache": True}),
     }
 
 

@@ -109,7 +109,7 @@ class StepLayer(nn.Module):
             out, new_a, new_b = self.linear_attention(fq, fk, v, mask, state_a, state_b)
         return self.finish(x, out.transpose(1, 2).reshape(B, T, H * D)), new_a, new_b
 
-    def decode(self, x, cos, sin, state_a, state_b):
+    def decode(self, x, cos, sin, state_a, state_b, pad_mask=None):
         """One token per row: x [B, dim]. Every reshape has constant sizes and nothing is masked, so
         the graph is a fraction of forward's kernels (the recurrence in its sequential form:
         S' = S + phi(k) v^T, z' = z + phi(k), out = phi(q) S' / phi(q) z')."""
@@ -124,7 +124,7 @@ class StepLayer(nn.Module):
             # A group's queries as rows of one product with their key/value head: [B, kv_heads,
             # group, D] @ [B, kv_heads, D, T]. No repeated copy of the cache (repeat() is an Expand
             # that writes the whole cache group times over, every layer, every step).
-            scores = (self.grouped(q) @ new_a.transpose(-1, -2)) / math.sqrt(D)
+            scores = (self.grouped(q) @ new_a.transpose(-1, -2)) / math.sqrt(D) + pad_mask
             out = torch.softmax(scores, dim=-1) @ new_b
         else:
             fq, fk = self.features(qk).split([H, Hkv], dim=1)
@@ -208,10 +208,11 @@ class StepGraph(nn.Module):
         else:
             x = x + m.pos_embed(positions)
         mask = None if self.decode else self.causal_mask(T, state_a)
+        pad_mask = self.pad_mask(positions, state_a[0]) if self.decode and self.softmax else None
         new_a, new_b = [], []
         for i, layer in enumerate(self.layers):
             if self.decode:
-                x, a, b = layer.decode(x, cos, sin, state_a[i], state_b[i])
+                x, a, b = layer.decode(x, cos, sin, state_a[i], state_b[i], pad_mask)
             else:
                 x, a, b = layer(x, cos, sin, mask, state_a[i], state_b[i])
             new_a.append(a)
@@ -227,6 +228,18 @@ class StepGraph(nn.Module):
         if self.decode:
             return (last, *new_a, *new_b, lse)
         return last, torch.stack(new_a), torch.stack(new_b), lse
+
+    @staticmethod
+    def pad_mask(positions: torch.Tensor, past_key: torch.Tensor) -> torch.Tensor:
+        """The decode graph's KV cache may hold rows of different lengths side by side (the engine's
+        batched softmax decoding): row r's cache is right-aligned, its `position_offset` real keys
+        last, the first past - position_offset of its `past` slots padding. -> [B, 1, 1, past + 1]
+        to add to the scores: 0 where a key is real (the step's own key always is), -inf on padding.
+        Rows of one length (past = position_offset) are masked nowhere."""
+        past = past_key.shape[2]
+        pad = past - positions
+        real = torch.arange(past + 1).unsqueeze(0) >= pad.unsqueeze(1)
+        return torch.zeros_like(real, dtype=torch.float32).masked_fill(~real, float("-inf")).unsqueeze(1).unsqueeze(1)
 
     def causal_mask(self, T: int, state_a: torch.Tensor) -> torch.Tensor:
         """Query i (the last T of past + T positions) sees key j <= past + i: softmax adds the mask
