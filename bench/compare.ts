@@ -97,6 +97,9 @@ function parseFlags (): { size: Size, lengths: RunLengths, notes: string[] } {
 
 const DECODE_STEPS = 32
 const PRUNE_FACTOR = 3
+// The warm-up of each configuration (both sides): single-stream runs until this many tokens or milliseconds.
+const WARM_TOKENS = 2000
+const WARM_MS = 1500
 
 async function main (): Promise<void> {
   const { size, lengths: L, notes } = parseFlags()
@@ -204,14 +207,28 @@ async function main (): Promise<void> {
       }
     }
   }
-  // Warm-up, every configuration on both sides: first runs pay for allocation, thread start-up and
-  // (ours: each model's worker thread is its own V8 isolate) compiling the worker's code; a model
-  // measured cold ran at a third of its speed in round 1.
-  for (const o of [...t2rs, ...softmaxes]) {
-    await engineSingle(o.model, prompt, L.tokens)
-    await httpSingle(o.url, o.model.name, promptText, L.tokens)
+  // Warm-up, every configuration on both sides, by one rule: single-stream runs until it has decoded
+  // WARM_TOKENS or run WARM_MS, whichever comes first, then one run of 8 streams. First runs pay for
+  // allocation, thread start-up and (ours: each model's worker thread is its own V8 isolate, whose
+  // code V8 optimises only after it has run a while) compilation: sotu-t2r-q8 on one thread, 30
+  // runs of 128 tokens in a row, ran at 706, 1,325, 1,550, then 1,870–2,170 tokens/s from the
+  // fourth run on. One 128-token run (the warm-up before) left most of round 1 and some of the
+  // later rounds in that ramp.
+  const warm = async (run: () => Promise<unknown>): Promise<void> => {
+    const t0 = performance.now()
+    for (let tokens = 0; tokens < WARM_TOKENS && performance.now() - t0 < WARM_MS; tokens += L.tokens) await run()
   }
-  for (const c of configs) await peerSingle(c, prompt, L.tokens)
+  const { texts: warmTexts, ids: warmIds } = await streamPrompts(8)
+  for (const o of [...t2rs, ...softmaxes]) {
+    await warm(async () => await engineSingle(o.model, prompt, L.tokens))
+    await warm(async () => await httpSingle(o.url, o.model.name, promptText, L.tokens))
+    await engineStreams(o.model, warmIds, L.streamTokens)
+    await httpStreams(o.url, o.model.name, warmTexts, L.streamTokens)
+  }
+  for (const c of configs) {
+    await warm(async () => await peerSingle(c, prompt, L.tokens))
+    await peerStreams(c, warmIds, L.streamTokens)
+  }
 
   for (let round = 0; round < L.rounds; round++) {
     const t0 = Date.now()

@@ -1,7 +1,7 @@
 // The engine's state layout: rows stack and unstack exactly (prefill batches), and a decode batch's
 // slots are read and written in place while members join and leave, each keeping its own state.
 import t from 'tap'
-import { DecodeBatch, decodeOutputs, extractRow, stackRows, stepFeeds } from '../../src/engine/batch-state.ts'
+import { DecodeBatch, decodeOutputs, extractRow, PaddedCacheBatch, stackRows, stepFeeds } from '../../src/engine/batch-state.ts'
 import type { StateTensorSpec } from '../../src/models/manifest.ts'
 
 const LAYERS = 2
@@ -124,4 +124,58 @@ t.test('decode slots: a stacked copy for a graph without per-layer state, and ba
 t.test('decode slots hold constant-size state only', async (t) => {
   const kv: StateTensorSpec = { name: 'past_key', output: 'present_key', shape: [LAYERS, 'batch', 2, 'past', 3], dtype: 'float32', growing_axis: 3 }
   t.throws(() => new DecodeBatch([kv], LAYERS), /constant-size/)
+})
+
+// A KV cache [L, B, heads 2, past, head_dim 3]: its own cache is `position` slots long.
+const cacheSpecs: StateTensorSpec[] = [
+  { name: 'past_key', output: 'present_key', shape: [LAYERS, 'batch', 2, 'past', 3], dtype: 'float32', growing_axis: 3 },
+  { name: 'past_value', output: 'present_value', shape: [LAYERS, 'batch', 2, 'past', 3], dtype: 'float32', growing_axis: 3 }
+]
+const cacheOwner = (seed: number, position: number): { state: Float32Array[] | null, position: number } =>
+  ({ position, state: [row(seed, LAYERS * 2 * position * 3), row(seed + 50, LAYERS * 2 * position * 3)] })
+
+t.test('padded caches: members of different lengths right-aligned in one past axis, each getting its own cache back', async (t) => {
+  const batch = new PaddedCacheBatch(cacheSpecs, LAYERS)
+  const a = cacheOwner(1, 4)
+  const b = cacheOwner(2, 2)
+  const mine = [a.state!, b.state!]
+  t.same(batch.arrange([a, b]), [a, b])
+  t.equal(a.state, null, 'the batch holds the caches')
+  const f = batch.feeds()
+  t.same(f.past_key_0.dims, [2, 2, 4, 3], 'past is the longest member\'s length')
+  const k0 = f.past_key_0.data as Float32Array
+  // Row 1 (b, 2 slots) in head 0: two slots of padding (zeros), then b's two slots of layer 0 head 0.
+  t.same([...k0.subarray(24, 30)], [0, 0, 0, 0, 0, 0])
+  t.same([...k0.subarray(30, 36)], [...mine[1][0].subarray(0, 6)])
+  t.same([...k0.subarray(0, 12)], [...mine[0][0].subarray(0, 12)], 'row 0 (a, 4 slots) fills its row')
+  // A step: its outputs (one slot longer) become the caches; each member leaves with its real slots.
+  const outputs = cacheSpecs.map((_, i) => Array.from({ length: LAYERS }, (_, l) => row(10 + i * 10 + l, 2 * 2 * 5 * 3)))
+  batch.advance(outputs)
+  a.position = 5
+  b.position = 3
+  batch.evict(b)
+  // b: row 1, the last 3 of 5 slots of each head (head 0 at 30 + 2 * 3, head 1 at 45 + 2 * 3).
+  t.same([...b.state![0].subarray(0, 18)], [...outputs[0][0].subarray(36, 45), ...outputs[0][0].subarray(51, 60)], 'b: its 3 real slots of layer 0')
+  t.same([...b.state![1].subarray(18, 36)], [...outputs[1][1].subarray(36, 45), ...outputs[1][1].subarray(51, 60)], 'b: layer 1 of the second tensor')
+  batch.evict(a)
+  t.same([...a.state![0].subarray(0, 30)], [...outputs[0][0].subarray(0, 30)], 'a: row 0 of the step\'s output, all 5 slots')
+  t.same([...a.state![1].subarray(30, 60)], [...outputs[1][1].subarray(0, 30)], 'a: layer 1 of the second tensor')
+  t.equal(batch.size, 0)
+})
+
+t.test('padded caches: a membership change re-pads to the longest remaining member', async (t) => {
+  const batch = new PaddedCacheBatch(cacheSpecs, LAYERS)
+  const long = cacheOwner(1, 6)
+  const short = cacheOwner(2, 2)
+  const mid = cacheOwner(3, 3)
+  const want = mid.state!
+  batch.arrange([long, short])
+  t.same(batch.feeds().past_value_1.dims, [2, 2, 6, 3])
+  batch.arrange([short, mid])
+  t.equal(long.state?.[0].length, LAYERS * 2 * 6 * 3, 'the long one left with its whole cache')
+  const f = batch.feeds()
+  t.same(f.past_key_0.dims, [2, 2, 3, 3], 'past shrinks to the longest member (3)')
+  const v1 = f.past_value_1.data as Float32Array
+  // Row 1 is mid (3 slots, no padding): its layer-1 value cache, both heads.
+  t.same([...v1.subarray(18, 36)], [...want[1].subarray(18, 36)])
 })
