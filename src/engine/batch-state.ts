@@ -100,7 +100,7 @@ export interface StateOwner {
  * after the step. A steady batch allocates and copies nothing per step. A sequence joining copies
  * its rows into the next free slot; one leaving gets its rows copied out and the last member moves
  * into its slot: a change of membership costs a row per sequence that changes, never a restack of
- * the batch. Only for constant-size state (recurrent models); a KV cache decodes alone.
+ * the batch. Only for constant-size state (recurrent models); KV caches: PaddedCacheBatch.
  */
 export class DecodeBatch<S extends StateOwner> {
   private members: S[] = []

@@ -12,11 +12,9 @@ import type { Sequence } from './sequence.ts'
 
 export class StepRunner {
   readonly scheduler: DecodeScheduler<Sequence>
-  /** Recurrent models: the decoding sequences' state, in slots. */
-  private readonly batch: DecodeBatch<Sequence> | null
-  /** Softmax models whose decode graph masks padding: the decoding sequences' KV caches, padded
-   * to one length. (Without it, a KV cache decodes alone.) */
-  private readonly caches: PaddedCacheBatch<Sequence> | null
+  /** The decoding sequences' state: a recurrent model's in slots; a softmax model's KV caches
+   * padded to one length where its decode graph masks padding; null: a KV cache decodes alone. */
+  private readonly batch: DecodeBatch<Sequence> | PaddedCacheBatch<Sequence> | null
   private readonly vocab: number
 
   constructor (private readonly graphs: StepGraphs, private readonly manifest: Manifest, options: { maxBatch: number, prefillChunk: number }) {
@@ -32,8 +30,9 @@ export class StepRunner {
       prefillChunk: options.prefillChunk,
       prefillTogether: recurrent ? undefined : (a, b) => a.position === b.position
     })
-    this.batch = recurrent ? new DecodeBatch<Sequence>(manifest.state, manifest.layers) : null
-    this.caches = padded ? new PaddedCacheBatch<Sequence>(manifest.state, manifest.layers) : null
+    this.batch = recurrent
+      ? new DecodeBatch<Sequence>(manifest.state, manifest.layers)
+      : padded ? new PaddedCacheBatch<Sequence>(manifest.state, manifest.layers) : null
   }
 
   add (seq: Sequence): void { this.scheduler.add(seq) }
@@ -41,10 +40,7 @@ export class StepRunner {
   /** Ends a sequence now (finished, cancelled or failed): it leaves the scheduler with its own state. */
   end (seq: Sequence, events: SeqEvent[], outcome: { reason: Parameters<Sequence['finish']>[0] } | { error: string }): void {
     if (seq.finished) return
-    if (seq.state === null) {
-      this.batch?.evict(seq)
-      this.caches?.evict(seq)
-    }
+    if (seq.state === null) this.batch?.evict(seq)
     this.scheduler.remove(seq)
     if ('error' in outcome) {
       seq.finished = true
@@ -57,12 +53,10 @@ export class StepRunner {
   async run (step: Exclude<Step<Sequence>, { kind: 'idle' }>, events: SeqEvent[]): Promise<void> {
     if (step.kind === 'prefill') {
       await this.prefill(step.seqs, step.tokens, events)
-    } else if (this.batch !== null) {
-      await this.decodeBatch(this.batch, step.seqs, events)
-    } else if (this.caches !== null) {
-      await this.decodeBatch(this.caches, step.seqs, events)
-    } else {
+    } else if (this.batch === null) {
       await this.runAlone(step.seqs[0], [step.seqs[0].decodeInput()], true, events)
+    } else {
+      await this.decodeBatch(this.batch, step.seqs, events)
     }
   }
 
@@ -116,8 +110,8 @@ export class StepRunner {
         ? await this.graphs.decodeBatch(ids, positions, batch)
         : await this.graphs.decodeCaches(ids, positions, batch)
     } catch (err) {
-      // The batch failed as a whole (its state untouched: it is written only into the other
-      // buffer): run each row alone, so only the row that cannot run fails.
+      // The batch failed as a whole (its state untouched: a step's outputs replace it only when
+      // the step succeeds): run each row alone, so only the row that cannot run fails.
       if (rows.length === 1) {
         this.end(rows[0], events, { error: `model run failed: ${(err as Error).message}` })
         return

@@ -110,8 +110,8 @@ class StepLayer(nn.Module):
         return self.finish(x, out.transpose(1, 2).reshape(B, T, H * D)), new_a, new_b
 
     def decode(self, x, cos, sin, state_a, state_b, pad_mask=None):
-        """One token per row: x [B, dim]. Every reshape has constant sizes and nothing is masked, so
-        the graph is a fraction of forward's kernels (the recurrence in its sequential form:
+        """One token per row: x [B, dim]. Every reshape has constant sizes and nothing is masked but a
+        softmax cache's padding (`pad_mask`), so the graph is a fraction of forward's kernels (the recurrence in its sequential form:
         S' = S + phi(k) v^T, z' = z + phi(k), out = phi(q) S' / phi(q) z')."""
         H, Hkv, D = self.heads, self.kv_heads, self.head_dim
         qk, v = self.project(x, cos, sin, (-1,))
