@@ -12,6 +12,13 @@ arithmetic (issue 8), so the graph is built for few kernels:
   q/k MatMul, saves 3 kernels per layer but measured no faster on sotu-t2r: those rows are 2 MB
   more weights to read per token, and a quantization pass would have them to quantize too.)
 - the T2R feature map of every q and k head as one batched MatMul + Add + Relu;
+- the recurrence itself as one kernel per layer, ONNX Runtime's contrib `LinearAttention` (its
+  "linear" rule is T2R's S' = S + phi(k) v^T, out = phi(q)^T S'): read S, write S' and read phi(q)
+  against it in one pass, instead of an outer product, an Add and a MatMul that each write or
+  read the whole state (at 32 rows of sotu-t2r-q8 those three were 2.0 of the step's 5.9 ms of
+  kernels, LinearAttention 1.1). The normaliser z is a few hundred floats per row and stays plain
+  ops. In prefill the op runs the recurrence token by token, linear in the prompt, where the
+  masked quadratic form it replaces grew with its square;
 - one MatMul for SwiGLU's gate and up projections;
 - grouped-query attention in the decode graph without repeating the state: a group's query heads
   are rows of one product with their key/value head's S, z (or cache), not an Expand that copies
@@ -28,6 +35,33 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .model import EPS, Transformer, rope_frequencies
+
+
+class LinearAttention(torch.autograd.Function):
+    """ONNX Runtime's com.microsoft.LinearAttention (contrib op, CPU and CUDA since 1.29) with
+    update_rule "linear" and scale 1: per key/value head, S_t = S_{t-1} + k_t v_t^T and
+    out_t = q_t^T S_t for each of T tokens, a group's query heads reading their key/value head's S.
+    fq [B, T, heads * F], fk [B, T, kv_heads * F], v [B, T, kv_heads * D] (heads packed last, as the
+    op takes them), state [B, kv_heads, F, D] -> (out [B, T, heads * D], the state after token T).
+    In PyTorch (what the export traces, and any run of the graph module) the same recurrence token
+    by token; the export writes the op."""
+
+    @staticmethod
+    def forward(ctx, fq, fk, v, state, heads: int, kv_heads: int):
+        B, T = fq.shape[0], fq.shape[1]
+        F_, D = state.shape[2], state.shape[3]
+        outs = []
+        for t in range(T):
+            state = state + fk[:, t].reshape(B, kv_heads, F_, 1) @ v[:, t].reshape(B, kv_heads, 1, D)
+            outs.append((fq[:, t].reshape(B, kv_heads, heads // kv_heads, F_) @ state).reshape(B, 1, heads * D))
+        return torch.cat(outs, dim=1), state
+
+    @staticmethod
+    def symbolic(g, fq, fk, v, state, heads, kv_heads):
+        out, new_state = g.op("com.microsoft::LinearAttention", fq, fk, v, state, q_num_heads_i=heads,
+                              kv_num_heads_i=kv_heads, update_rule_s="linear", scale_f=1.0, outputs=2)
+        new_state.setType(state.type())
+        return out, new_state
 
 
 def _linear_parts(linears: list[nn.Linear]) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -102,12 +136,19 @@ class StepLayer(nn.Module):
             q, k = qk.split([H, Hkv], dim=1)
             k = torch.cat([state_a, k], dim=2)
             v = torch.cat([state_b, v], dim=2)
-            out = self.softmax_attention(q, k, v, mask)
+            out = self.softmax_attention(q, k, v, mask).transpose(1, 2)
             new_a, new_b = k, v
         else:
             fq, fk = self.features(qk).split([H, Hkv], dim=1)
-            out, new_a, new_b = self.linear_attention(fq, fk, v, mask, state_a, state_b)
-        return self.finish(x, out.transpose(1, 2).reshape(B, T, H * D)), new_a, new_b
+            packed = [t.transpose(1, 2).reshape(B, T, -1) for t in (fq, fk, v)]
+            num, new_a = LinearAttention.apply(*packed, state_a, H, Hkv)
+            # z after each token, and phi(q) . z per query head: [B, kv_heads, group, T].
+            z = state_b.unsqueeze(2) + torch.cumsum(fk, dim=2)
+            den = (fq.reshape(B, Hkv, self.group, T, self.feature_dim) * z.unsqueeze(2)).sum(-1)
+            den = torch.clamp(den.permute(0, 3, 1, 2), min=EPS).unsqueeze(-1)
+            out = num.reshape(B, T, Hkv, self.group, D) / den
+            new_b = z[:, :, -1]
+        return self.finish(x, out.reshape(B, T, H * D)), new_a, new_b
 
     def decode(self, x, cos, sin, state_a, state_b, pad_mask=None):
         """One token per row: x [B, dim]. Every reshape has constant sizes and nothing is masked but a
@@ -128,14 +169,14 @@ class StepLayer(nn.Module):
             out = torch.softmax(scores, dim=-1) @ new_b
         else:
             fq, fk = self.features(qk).split([H, Hkv], dim=1)
-            # The outer product phi(k) v^T stays a MatMul (inner size 1): a broadcast Mul measured
-            # slower in ONNX Runtime (0.57 against 0.30 ms a step at 32 rows, sotu-t2r-q8).
-            new_a = state_a + fk.reshape(-1, Hkv, self.feature_dim, 1) @ v
-            new_b = state_b + fk.reshape(-1, Hkv, self.feature_dim)
-            # Grouped as for softmax: phi(q) of a group [B, kv_heads, group, F] reads its head's S and z.
-            fq = self.grouped(fq)
-            den = fq @ new_b.reshape(-1, Hkv, self.feature_dim, 1)
-            out = (fq @ new_a) / torch.clamp(den, min=EPS)
+            Fd = self.feature_dim
+            # One token: [B, heads, 1, F] is already the op's packed [B, 1, heads * F].
+            num, new_a = LinearAttention.apply(fq.reshape(-1, 1, H * Fd), fk.reshape(-1, 1, Hkv * Fd),
+                                               v.reshape(-1, 1, Hkv * D), state_a, H, Hkv)
+            new_b = state_b + fk.reshape(-1, Hkv, Fd)
+            # Grouped as for softmax: phi(q) of a group [B, kv_heads, group, F] reads its head's z.
+            den = self.grouped(fq) @ new_b.reshape(-1, Hkv, Fd, 1)
+            out = num.reshape(-1, Hkv, self.group, D) / torch.clamp(den, min=EPS)
         return self.finish(x, out.reshape(-1, H * D)), new_a, new_b
 
     def grouped(self, q: torch.Tensor) -> torch.Tensor:
@@ -155,13 +196,6 @@ class StepLayer(nn.Module):
             scores = scores + mask
         return torch.softmax(scores, dim=-1) @ self.repeat(v)
 
-    def linear_attention(self, fq, fk, v, mask, state_kv, state_k):
-        """model.linear_attention with the causal mask given (0/1, made once per step)."""
-        scores = (fq @ self.repeat(fk).transpose(-1, -2)) * mask
-        num = scores @ self.repeat(v) + fq @ self.repeat(state_kv)
-        den = scores.sum(-1) + (fq @ self.repeat(state_k).unsqueeze(-1)).squeeze(-1)
-        out = num / torch.clamp(den, min=EPS).unsqueeze(-1)
-        return out, state_kv + fk.transpose(-1, -2) @ v, state_k + fk.sum(2)
 
 
 class StepGraph(nn.Module):
@@ -207,7 +241,7 @@ class StepGraph(nn.Module):
             cos, sin = torch.cos(angles), torch.sin(angles) * self.sin_sign
         else:
             x = x + m.pos_embed(positions)
-        mask = None if self.decode else self.causal_mask(T, state_a)
+        mask = self.causal_mask(T, state_a) if self.softmax and not self.decode else None
         pad_mask = self.pad_mask(positions, state_a[0]) if self.decode and self.softmax else None
         new_a, new_b = [], []
         for i, layer in enumerate(self.layers):
@@ -241,11 +275,11 @@ class StepGraph(nn.Module):
         real = torch.arange(past + 1).unsqueeze(0) >= pad.unsqueeze(1)
         return torch.zeros_like(real, dtype=torch.float32).masked_fill(~real, float("-inf")).unsqueeze(1).unsqueeze(1)
 
-    def causal_mask(self, T: int, state_a: torch.Tensor) -> torch.Tensor:
-        """Query i (the last T of past + T positions) sees key j <= past + i: softmax adds the mask
-        (0 or -inf) to its scores, linear attention multiplies its scores by it (1 or 0)."""
-        past = state_a.shape[3] if self.softmax else 0
+    @staticmethod
+    def causal_mask(T: int, past_key: torch.Tensor) -> torch.Tensor:
+        """Softmax prefill: query i (the last T of past + T positions) sees key j <= past + i; the
+        mask (0 or -inf) is added to its scores. (Linear attention needs none: LinearAttention is
+        the recurrence itself.)"""
+        past = past_key.shape[3]
         allowed = torch.arange(past + T).unsqueeze(0) <= (torch.arange(T) + past).unsqueeze(1)
-        if self.softmax:
-            return torch.zeros(T, past + T).masked_fill(~allowed, float("-inf"))
-        return allowed.to(torch.float32)
+        return torch.zeros(T, past + T).masked_fill(~allowed, float("-inf"))
