@@ -47,6 +47,11 @@ ENV ONNXRUNTIME_NODE_INSTALL=skip \
 COPY package.json package-lock.json .npmrc ./
 RUN npm ci && npm cache clean --force
 
+# The engine's direct ONNX Runtime binding (docs/design.md §10), with the builder's gcc.
+COPY native/ ./native/
+COPY scripts/build-native.sh ./scripts/
+RUN bash scripts/build-native.sh && test -f native/build/ort_direct.node
+
 COPY tsconfig.json tsconfig.build.json ./
 COPY src/ ./src/
 # Compile, then drop the dev dependencies (typescript, tsx, tap, ...) and the macOS and Windows
@@ -74,6 +79,7 @@ WORKDIR /app
 COPY --from=builder /app/package.json ./
 COPY --from=builder /app/node_modules/ ./node_modules/
 COPY --from=builder /app/dist/ ./dist/
+COPY --from=builder /app/native/build/ ./native/build/
 COPY trainer/ ./trainer/
 COPY contract/ ./contract/
 # models/ belongs to `node` so conversion jobs can publish into it (--chown: a `chown -R` in a

@@ -32,6 +32,7 @@ function packTokenBytes (tokenizer: TextTokenizer): { bytes: Uint8Array, offsets
 
 export class OrtEngine extends EventEmitter implements Backend {
   readonly name: string
+  runtimeNote?: string
   private readonly worker: Worker
   private readonly sinks = new Map<number, GenerationSink>()
   private nextId = 1
@@ -56,9 +57,9 @@ export class OrtEngine extends EventEmitter implements Backend {
     const worker = new Worker(new URL('./worker-entry.mjs', import.meta.url), {
       workerData: { modelPath: options.modelPath, manifest: options.manifest, tokenBytes: bytes, tokenOffsets: offsets, runtime: options.runtime }
     })
-    await new Promise<void>((resolve, reject) => {
+    const binding = await new Promise<string>((resolve, reject) => {
       const onMessage = (msg: FromWorker): void => {
-        if (msg.type === 'ready') { cleanup(); resolve() }
+        if (msg.type === 'ready') { cleanup(); resolve(msg.binding) }
         if (msg.type === 'init-error') { cleanup(); void worker.terminate(); reject(new Error(msg.message)) }
       }
       const onError = (err: Error): void => { cleanup(); reject(err) }
@@ -66,7 +67,9 @@ export class OrtEngine extends EventEmitter implements Backend {
       worker.on('message', onMessage)
       worker.on('error', onError)
     })
-    return new OrtEngine(options, worker)
+    const engine = new OrtEngine(options, worker)
+    engine.runtimeNote = `ONNX Runtime binding: ${binding}`
+    return engine
   }
 
   get inFlight (): number { return this.sinks.size }

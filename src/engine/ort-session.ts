@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import ort from '#onnxruntime'
 import { ONNX_IO } from '../contract/onnx-io.ts'
+import { createDirectSession, directAddon } from './native-session.ts'
 import type { RuntimeOptions } from './protocol.ts'
 
 const SETUP = 'run `bash scripts/setup-gpu.sh` and start node with NODE_OPTIONS=--conditions=t2r-cuda (docs/deployment.md, "GPU")'
@@ -76,14 +77,39 @@ function nativeBinding (): NativeBinding | null {
   return native
 }
 
+/** Which binding CPU sessions go through (T2R_ORT_DIRECT): unset, the direct one where it is built
+ * and loads; 1, the direct one or an error saying why not; 0, onnxruntime-node's. */
+function directWanted (): boolean | null {
+  const v = process.env.T2R_ORT_DIRECT
+  if (v === undefined || v === '') return null
+  if (v === '1' || v === '0') return v === '1'
+  throw new Error(`T2R_ORT_DIRECT must be 1 (require the direct ONNX Runtime binding), 0 (use onnxruntime-node's) or unset (the direct one where built), got ${JSON.stringify(v)}`)
+}
+
+/** Which binding a CPU session in this process gets, and why (the worker logs it). */
+export function bindingInUse (): { binding: 'direct' | 'onnxruntime-node', reason: string } {
+  const wanted = directWanted()
+  if (wanted === false) return { binding: 'onnxruntime-node', reason: 'T2R_ORT_DIRECT=0' }
+  const d = directAddon(loadedRuntime().dir)
+  if ('addon' in d) return { binding: 'direct', reason: `ONNX Runtime ${d.version} through native/ort_direct.c` }
+  if (wanted === true) throw new Error(`T2R_ORT_DIRECT=1 but the direct ONNX Runtime binding cannot be used: ${d.error}`)
+  return { binding: 'onnxruntime-node', reason: d.error }
+}
+
 /**
- * The engine's session: ONNX Runtime's native session called directly, so a step runs at once on
- * the calling thread (the engine's own worker). onnxruntime-common's `run` defers every call to a
- * setImmediate turn and re-checks feeds and fetches by name: measured 0.363 against 0.325 ms a
- * decode step of sotu-t2r-q8 (1 thread, 2,000 steps × 5 interleaved rounds), ~10% of the step at
- * this size. Falls back to onnxruntime-common's session where the binding is not found.
+ * The engine's session, called synchronously on the calling thread (the engine's own worker). On
+ * CPU, through native/ort_direct.c where it is built (nothing returned is copied, see
+ * native-session.ts); else, and for CUDA, onnxruntime-node's native session called directly:
+ * onnxruntime-common's `run` defers every call to a setImmediate turn and re-checks feeds and
+ * fetches by name (measured 0.363 against 0.325 ms a decode step of sotu-t2r-q8, 1 thread, 2,000
+ * steps × 5 interleaved rounds). Falls back to onnxruntime-common's session where that binding is
+ * not found.
  */
 export async function createSession (modelPath: string, runtime: SessionRuntime): Promise<GraphSession> {
+  if (runtime.executionProvider === 'cpu' && bindingInUse().binding === 'direct') {
+    const d = directAddon(loadedRuntime().dir)
+    if ('addon' in d) return createDirectSession(d.addon, modelPath, runtime.intraOpThreads, runtime.intraOpSpinning === true)
+  }
   const options = sessionOptions(runtime)
   const b = nativeBinding()
   let s: NativeSession

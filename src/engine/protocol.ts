@@ -42,6 +42,6 @@ export type SeqEvent =
 export interface StepRecord { kind: 'prefill' | 'decode', ms: number, batch: number, tokens: number }
 
 export type FromWorker =
-  | { type: 'ready', inputs: string[], outputs: string[] }
+  | { type: 'ready', inputs: string[], outputs: string[], binding: string }
   | { type: 'init-error', message: string }
   | { type: 'steps', steps: StepRecord[], events: SeqEvent[] }

@@ -4,7 +4,7 @@
 // thread, ~50 µs of this thread's time on a VM); a finished sequence's state travels back as
 // transferred buffers.
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads'
-import { createSession, decodeGraphPath } from './ort-session.ts'
+import { bindingInUse, createSession, decodeGraphPath } from './ort-session.ts'
 import type { FromWorker, SeqEvent, StepRecord, ToWorker, WorkerInit } from './protocol.ts'
 import { StepRunner } from './runner.ts'
 import { StepGraphs } from './step-graphs.ts'
@@ -131,7 +131,8 @@ try {
   const graphs = new StepGraphs(session, decodePath === null ? null : await createSession(decodePath, init.runtime), init.manifest)
   const runner = new StepRunner(graphs, init.manifest, init.runtime)
   port.on('message', (msg: ToWorker) => { onMessage(runner, msg) })
-  port.postMessage({ type: 'ready', inputs: [...session.inputNames], outputs: [...session.outputNames] } satisfies FromWorker)
+  const binding = init.runtime.executionProvider === 'cpu' ? bindingInUse() : { binding: 'onnxruntime-node', reason: 'CUDA' }
+  port.postMessage({ type: 'ready', inputs: [...session.inputNames], outputs: [...session.outputNames], binding: `${binding.binding} (${binding.reason})` } satisfies FromWorker)
   await loop(runner)
   flush(true)
   await graphs.release()

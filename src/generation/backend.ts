@@ -75,6 +75,8 @@ export interface StepStats { kind: 'prefill' | 'decode', ms: number, batch: numb
 export interface Backend {
   readonly name: string
   readonly inFlight: number
+  /** How its graphs run, for the load log (e.g. which ONNX Runtime binding); absent where nothing to say. */
+  readonly runtimeNote?: string
   submit (req: GenerateRequest, sink: GenerationSink): GenerationHandle
   /** Resolves when every in-flight generation has ended, or after `ms`. */
   drained (ms: number): Promise<void>

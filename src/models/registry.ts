@@ -100,7 +100,7 @@ export class ModelRegistry {
     this.models.set(folder, model)
     this.failures.delete(folder)
     if (previous !== undefined) await previous.engine.close()
-    this.log.info({ model: manifest.name, architecture: manifest.architecture, threads, provider: this.config.executionProvider }, 'model loaded')
+    this.log.info({ model: manifest.name, architecture: manifest.architecture, threads, provider: this.config.executionProvider, runtime: engine.runtimeNote }, 'model loaded')
     return model
   }
 
