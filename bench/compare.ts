@@ -167,15 +167,21 @@ async function main (): Promise<void> {
   // (labels say the count when there are several), every T2R variant on each.
   const variants = flags['t2r-variants'].split(',').filter((v) => v !== '')
   for (const v of variants) if (!existsSync(join(modelsDir, v, 'model.json'))) throw new UsageError(`--t2r-variants: no model folder ${join(modelsDir, v)}`)
-  const oursThreads = flags['ours-threads'].split(',').map((t) => positiveInt('ours-threads', t))
+  // "2" is two threads whose pool sleeps between kernels (the server's default), "2s" two that spin
+  // (T2R_INTRA_OP_SPINNING=1): faster steps at many rows, a core taken while decoding.
+  const oursThreads = flags['ours-threads'].split(',').map((t) => {
+    const m = /^([0-9]+)(s?)$/.exec(t)
+    if (m === null) throw new UsageError(`--ours-threads: each entry is a thread count, optionally followed by s (spinning), got ${JSON.stringify(t)}`)
+    return { threads: positiveInt('ours-threads', m[1]), spinning: m[2] === 's' }
+  })
   const servers = []
-  for (const threads of oursThreads) servers.push({ threads, server: await startOurs(modelsDir, [t2rName, softmaxName, ...variants], threads, Math.max(...L.streams, 32)) })
-  const tag = (threads: number): string => oursThreads.length > 1 ? `, ${threads} thr` : ''
+  for (const { threads, spinning } of oursThreads) servers.push({ threads, spinning, server: await startOurs(modelsDir, [t2rName, softmaxName, ...variants], threads, Math.max(...L.streams, 32), spinning) })
+  const tag = (threads: number, spinning: boolean): string => oursThreads.length > 1 ? `, ${threads} thr${spinning ? ' spinning' : ''}` : ''
   const server = servers[0].server
   const t2r = server.model(t2rName)
   const softmax = server.model(softmaxName)
-  const t2rs = servers.flatMap(({ threads, server: s }) => [t2rName, ...variants].map((name) => ({ name, label: `${name}${tag(threads)}`, model: s.model(name), url: s.url })))
-  const softmaxes = servers.map(({ threads, server: s }) => ({ label: `${softmaxName}${tag(threads)}`, model: s.model(softmaxName), url: s.url }))
+  const t2rs = servers.flatMap(({ threads, spinning, server: s }) => [t2rName, ...variants].map((name) => ({ name, label: `${name}${tag(threads, spinning)}`, model: s.model(name), url: s.url })))
+  const softmaxes = servers.map(({ threads, spinning, server: s }) => ({ label: `${softmaxName}${tag(threads, spinning)}`, model: s.model(softmaxName), url: s.url }))
   const promptText = 'Fellow-Citizens of the Senate and House of Representatives:'
   const prompt = await t2r.tokenizer.encode(promptText)
   const streamPrompts = async (n: number): Promise<{ texts: string[], ids: number[][] }> => {
@@ -322,7 +328,7 @@ async function main (): Promise<void> {
     ...memory.map((m) => `| ${m.position} | ${Object.values(m).slice(1).join(' | ')} |`)].join('\n')
   console.log(`## ${size}: ${t2rName} and ${softmaxName} (ours) vs llama.cpp on ${softmaxName}\n`)
   for (const n of notes) console.log(`- ${n}`)
-  console.log(`- ${L.rounds} interleaved rounds, ${output.seconds.toFixed(0)} s; llama.cpp configurations: ${allConfigs.map(configLabel).join(', ')}; ours: ${flags['ours-threads']} ONNX Runtime threads`)
+  console.log(`- ${L.rounds} interleaved rounds, ${output.seconds.toFixed(0)} s; llama.cpp configurations: ${allConfigs.map(configLabel).join(', ')}; ours: ${flags['ours-threads']} ONNX Runtime threads (s: spinning)`)
   console.log(`- agreement (teacher, ${agreement.F32.tokens} held-out tokens): ${Object.entries(agreement).map(([k, a]) => `${k} perplexity ${a.llamaCpp.toFixed(4)} vs ours ${a.ours.toFixed(4)} (relative ${a.relativeDifference.toExponential(1)})`).join('; ')}\n`)
   console.log(markdown(results))
   console.log(`\nMemory per sequence (bytes):\n\n${memTable}\n\nJSON: ${out}`)

@@ -19,7 +19,8 @@ export interface Ours {
   close: () => Promise<void>
 }
 
-export async function startOurs (modelsDir: string, names: string[], threads: number, maxBatch: number): Promise<Ours> {
+/** `spinning`: ONNX Runtime's pool threads spin between kernels (T2R_INTRA_OP_SPINNING). */
+export async function startOurs (modelsDir: string, names: string[], threads: number, maxBatch: number, spinning = false): Promise<Ours> {
   const dataDir = mkdtempSync(join(tmpdir(), 't2r-bench-'))
   const server = await buildServer(loadConfig([], {
     MODELS_DIR: modelsDir,
@@ -28,6 +29,7 @@ export async function startOurs (modelsDir: string, names: string[], threads: nu
     DATA_DIR: dataDir,
     LOG_LEVEL: 'silent',
     T2R_INTRA_OP_THREADS: String(threads),
+    T2R_INTRA_OP_SPINNING: spinning ? '1' : '0',
     T2R_MAX_BATCH: String(maxBatch),
     T2R_CONVERSIONS: 'off',
     // A benchmark client is one address sending hundreds of requests, some queued behind 64 streams.

@@ -51,10 +51,11 @@ type Scores = Float32Array | Float64Array
 function scan (logits: Float32Array): { finite: boolean, argmax: number } {
   let finite = true
   let bestId = 0
+  let best = logits[0]
   for (let i = 0; i < logits.length; i++) {
     const x = logits[i]
     if (x - x !== 0) finite = false // NaN and ±inf: x - x is NaN
-    else if (x > logits[bestId] || Number.isNaN(logits[bestId])) bestId = i
+    else if (x > best || best !== best) { best = x; bestId = i } // best !== best: logits[0] was NaN
   }
   return { finite, argmax: bestId }
 }
