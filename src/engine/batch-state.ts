@@ -206,6 +206,10 @@ export class DecodeBatch<S extends StateOwner> {
   }
 }
 
+/** Slots a padded cache's output arrays are allocated beyond the step's need: they are reused step
+ * after step until the caches outgrow them. */
+export const CACHE_HEADROOM = 64
+
 /** A sequence whose state is a KV cache: `position` is its cache's length. */
 export interface CacheOwner extends StateOwner {
   position: number
@@ -219,12 +223,19 @@ export interface CacheOwner extends StateOwner {
  * `position_offset`: model.json's `decode_padded_cache`). A step's outputs, one slot longer, are the
  * next step's inputs as they are. A change of membership rebuilds the arrays once before the next
  * step (the graph copies the whole cache every step anyway), with `past` the longest member's length:
- * padding never outgrows the batch's longest cache.
+ * padding never outgrows the batch's longest cache. The step writes its outputs into a second set
+ * of arrays (`outputs`), kept with room for CACHE_HEADROOM more slots; after it the two sets swap
+ * roles, so a steady batch allocates nothing per step and nothing is copied out of ONNX Runtime.
  */
 export class PaddedCacheBatch<S extends CacheOwner> {
   private members: S[] = []
   /** Per state tensor, per layer: the members' caches, rows as in `rowOf` (stale after a change). */
   private data: Float32Array[][] = []
+  /** The whole arrays `data` are (the first) views of, and the arrays the next step writes into. */
+  private holding: Float32Array[][] = []
+  private spare: Float32Array[][] = []
+  /** The views of `spare` handed out by the last outputs(). */
+  private written: Float32Array[][] | null = null
   private past = 0
   private rowOf = new Map<S, number>()
   private changed = false
@@ -264,8 +275,37 @@ export class PaddedCacheBatch<S extends CacheOwner> {
     return feeds
   }
 
-  /** After a step: its per-layer outputs (each cache one slot longer) are the members' caches. */
+  /** Where the next step writes its caches, one slot longer: views of the spare arrays, grown
+   * (with room for CACHE_HEADROOM more slots) when too small. `arrays` is what advance() takes. */
+  outputs (): { feeds: Record<string, Feed>, arrays: Float32Array[][] } {
+    const b = this.members.length
+    const feeds: Record<string, Feed> = {}
+    const arrays = this.specs.map((s, i) => {
+      const dims = stateShape(s, this.past + 1, b).slice(1)
+      const n = dims.reduce((a, d) => a * d, 1)
+      this.spare[i] ??= []
+      return Array.from({ length: this.layers }, (_, l) => {
+        if ((this.spare[i][l]?.length ?? 0) < n) this.spare[i][l] = new Float32Array(b * this.outer[i] * (this.past + 1 + CACHE_HEADROOM) * this.inner[i])
+        const view = this.spare[i][l].subarray(0, n)
+        feeds[layerTensorName(s.output, l)] = { type: 'float32', data: view, dims }
+        return view
+      })
+    })
+    this.written = arrays
+    return { feeds, arrays }
+  }
+
+  /** After a step: its per-layer outputs (each cache one slot longer) are the members' caches.
+   * Outputs written where outputs() said: the arrays the step read become the spare ones. */
   advance (outputs: Float32Array[][]): void {
+    if (outputs === this.written) {
+      const read = this.holding
+      this.holding = this.spare
+      this.spare = read
+    } else {
+      this.holding = outputs
+    }
+    this.written = null
     this.data = outputs
     this.past += 1
   }
@@ -289,6 +329,9 @@ export class PaddedCacheBatch<S extends CacheOwner> {
   release (): void {
     for (const m of [...this.members]) this.evict(m)
     this.data = []
+    this.holding = []
+    this.spare = []
+    this.written = null
     this.changed = false
   }
 
@@ -322,6 +365,10 @@ export class PaddedCacheBatch<S extends CacheOwner> {
       return out
     }))
     for (const m of joining) m.state = null
+    // The arrays the old caches lived in are free now: the next step may write into them.
+    this.spare = this.holding.length > 0 && this.spare.length === 0 ? this.holding : this.spare
+    this.holding = this.data
+    this.written = null
     this.members = members
     this.rowOf = new Map(members.map((m, r) => [m, r]))
     this.past = past

@@ -86,12 +86,12 @@ export class StepGraphs {
   async decodeCaches<S extends CacheOwner> (ids: number[], positions: number[], batch: PaddedCacheBatch<S>): Promise<Outputs> {
     if (this.decode === null) throw new Error('batched KV-cache decoding needs decode.onnx')
     const feeds = tensors({ ...tokenFeeds(ids.map((id) => [id]), positions), ...batch.feeds() })
-    const fetches: Record<string, ort.Tensor | null> = {}
-    const layers = this.manifest.layers
-    for (const s of this.manifest.state) for (let l = 0; l < layers; l++) fetches[layerTensorName(s.output, l)] = null
+    // The caches one slot longer, written into the batch's spare arrays (nothing allocated per step).
+    const written = batch.outputs()
+    const fetches: Record<string, ort.Tensor | null> = tensors(written.feeds)
     this.logitsInto(fetches, ids.length)
     const out = await this.decode.run(feeds, fetches)
-    batch.advance(this.manifest.state.map((s) => Array.from({ length: layers }, (_, l) => out[layerTensorName(s.output, l)].data as Float32Array)))
+    batch.advance(written.arrays)
     return out
   }
 

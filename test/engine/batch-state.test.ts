@@ -179,3 +179,30 @@ t.test('padded caches: a membership change re-pads to the longest remaining memb
   // Row 1 is mid (3 slots, no padding): its layer-1 value cache, both heads.
   t.same([...v1.subarray(18, 36)], [...want[1].subarray(18, 36)])
 })
+
+t.test('padded caches: steps write into spare arrays that swap with the ones they read, nothing allocated once they are large enough', async (t) => {
+  const batch = new PaddedCacheBatch(cacheSpecs, LAYERS)
+  const a = cacheOwner(1, 4)
+  const b = cacheOwner(2, 2)
+  batch.arrange([a, b])
+  const steps: Array<{ arrays: Float32Array[][] }> = []
+  for (let s = 0; s < 3; s++) {
+    const out = batch.outputs()
+    t.same(out.feeds.present_value_1.dims, [2, 2, 5 + s, 3], `step ${s + 1}: outputs one slot longer than the caches`)
+    // What a step writes: known values in every output.
+    out.arrays.forEach((perLayer, i) => perLayer.forEach((arr, l) => arr.set(row(100 + 10 * s + 3 * i + l, arr.length))))
+    batch.advance(out.arrays)
+    t.equal(batch.feeds().past_key_0.data, out.arrays[0][0], `step ${s + 1}: the views written are the caches now`)
+    steps.push(out)
+  }
+  t.equal(steps[2].arrays[0][0].buffer, steps[0].arrays[0][0].buffer, 'step 3 wrote into the arrays step 1 wrote (step 2 read them)')
+  t.not(steps[1].arrays[0][0].buffer, steps[0].arrays[0][0].buffer, 'steps 1 and 2: two sets')
+  a.position = 7
+  b.position = 5
+  batch.evict(b)
+  const last = steps[2].arrays
+  // b: row 1 of the last outputs (past 7), its 5 real slots per head: head 0 at 42 + 2 * 3, head 1 at 63 + 2 * 3.
+  t.same([...b.state![0].subarray(0, 30)], [...last[0][0].subarray(48, 63), ...last[0][0].subarray(69, 84)], 'b leaves with its slots of the last step')
+  batch.evict(a)
+  t.same([...a.state![1].subarray(42, 84)], [...last[1][1].subarray(0, 42)], 'a: layer 1 of the second tensor')
+})

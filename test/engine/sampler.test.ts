@@ -1,6 +1,6 @@
 import t from 'tap'
 import { Rng } from '../../src/engine/rng.ts'
-import { applyPenalties, candidates, GREEDY, SamplingError, sampleToken, TokenHistory, type SamplingParams } from '../../src/engine/sampler.ts'
+import { applyPenalties, candidates, draw, drawToken, GREEDY, SamplingError, sampleToken, TokenHistory, type SamplingParams } from '../../src/engine/sampler.ts'
 
 const logits = (): Float32Array => Float32Array.from([1, 3, 2, 0.5, -1, 2.9])
 const params = (p: Partial<SamplingParams>): SamplingParams => ({ ...GREEDY, temperature: 1, ...p })
@@ -175,4 +175,36 @@ t.test('every admitted parameter combination samples a valid token with a finite
     sampled++
   }
   t.ok(sampled > 15000 && refused > 0, `${sampled} sampled, ${refused} rows with nothing drawable refused`)
+})
+
+// drawToken (the engine's path) against the reference, draw(candidates(...)): the same id for the
+// same random number on every row and parameter set, at the boundaries and at vocabulary size.
+t.test('drawToken draws what the candidate list draws, on random rows and parameters', async (t) => {
+  const r = new Rng(77)
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r.next() * xs.length)]
+  const int = (lo: number, hi: number): number => lo + Math.floor(r.next() * (hi - lo + 1))
+  const logit = (): number => pick([NaN, Infinity, -Infinity, 3.4e38, -3.4e38, 0, 2, 2, (r.next() - 0.5) * 40, (r.next() - 0.5) * 8])
+  let differ = 0
+  let trials = 0
+  for (let trial = 0; trial < 6000; trial++) {
+    const vocab = trial % 50 === 0 ? 8192 : int(1, 60)
+    const row = Float32Array.from({ length: vocab }, trial % 50 === 0 ? () => (r.next() - 0.5) * 30 : logit)
+    if (!row.some((x) => x > -Infinity)) continue
+    const p: SamplingParams = {
+      ...GREEDY,
+      temperature: pick([1, 0.8, 1e-38, 100, r.next() * 2 + 1e-3]),
+      topK: pick([0, 0, 1, 2, vocab, vocab + 3, int(0, vocab)]),
+      topP: pick([1, 1, 0.95, 0.5, 1e-300, 1 - 1e-16, r.next() || 1]),
+      typicalP: pick([1, 1, 1, 0.5])
+    }
+    const seed = int(1, 1e9)
+    const want = draw(candidates(row, p), new Rng(seed))
+    const got = drawToken(row, p, new Rng(seed))
+    trials++
+    if (want !== got) {
+      differ++
+      if (differ <= 3) t.fail(`trial ${trial}: reference ${want}, drawToken ${got}: ${JSON.stringify({ p, row: vocab > 60 ? `${vocab} random` : Array.from(row, String) })}`)
+    }
+  }
+  t.equal(differ, 0, `${trials} rows, every draw the same`)
 })
