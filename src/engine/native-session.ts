@@ -17,7 +17,7 @@ import type { GraphSession, Outputs } from './ort-session.ts'
 
 type Data = Float32Array | Int32Array | BigInt64Array
 
-interface Addon {
+export interface Addon {
   init: (libPath: string) => string
   create: (modelPath: string, intraOpThreads: number, interOpThreads: number, allowSpinning: boolean) => { session: object, inputs: string[], outputs: string[] }
   run: (session: object, inputs: number[], inputData: Data[], inputDims: ReadonlyArray<readonly number[]>, outputs: number[], outputData: Array<Data | null>, outputDims: ReadonlyArray<readonly number[] | null>) => Array<[Data, number[]] | null>

@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import ort from '#onnxruntime'
 import { ONNX_IO } from '../contract/onnx-io.ts'
-import { createDirectSession, directAddon } from './native-session.ts'
+import { createDirectSession, directAddon, type Addon } from './native-session.ts'
 import type { RuntimeOptions } from './protocol.ts'
 
 const SETUP = 'run `bash scripts/setup-gpu.sh` and start node with NODE_OPTIONS=--conditions=t2r-cuda (docs/deployment.md, "GPU")'
@@ -86,12 +86,16 @@ function directWanted (): boolean | null {
   throw new Error(`T2R_ORT_DIRECT must be 1 (require the direct ONNX Runtime binding), 0 (use onnxruntime-node's) or unset (the direct one where built), got ${JSON.stringify(v)}`)
 }
 
-/** Which binding a CPU session in this process gets, and why (the worker logs it). */
-export function bindingInUse (): { binding: 'direct' | 'onnxruntime-node', reason: string } {
+type Binding = { binding: 'direct', reason: string, addon: Addon } | { binding: 'onnxruntime-node', reason: string }
+
+/** Which binding a session in this process gets, and why (the worker reports it); CPU sessions
+ * only where `executionProvider` is not given. The one place createSession decides it. */
+export function bindingInUse (executionProvider: SessionRuntime['executionProvider'] = 'cpu'): Binding {
+  if (executionProvider !== 'cpu') return { binding: 'onnxruntime-node', reason: 'the direct binding is CPU only' }
   const wanted = directWanted()
   if (wanted === false) return { binding: 'onnxruntime-node', reason: 'T2R_ORT_DIRECT=0' }
   const d = directAddon(loadedRuntime().dir)
-  if ('addon' in d) return { binding: 'direct', reason: `ONNX Runtime ${d.version} through native/ort_direct.c` }
+  if ('addon' in d) return { binding: 'direct', reason: `ONNX Runtime ${d.version} through native/ort_direct.c`, addon: d.addon }
   if (wanted === true) throw new Error(`T2R_ORT_DIRECT=1 but the direct ONNX Runtime binding cannot be used: ${d.error}`)
   return { binding: 'onnxruntime-node', reason: d.error }
 }
@@ -106,10 +110,8 @@ export function bindingInUse (): { binding: 'direct' | 'onnxruntime-node', reaso
  * not found.
  */
 export async function createSession (modelPath: string, runtime: SessionRuntime): Promise<GraphSession> {
-  if (runtime.executionProvider === 'cpu' && bindingInUse().binding === 'direct') {
-    const d = directAddon(loadedRuntime().dir)
-    if ('addon' in d) return createDirectSession(d.addon, modelPath, runtime.intraOpThreads, runtime.intraOpSpinning === true)
-  }
+  const use = bindingInUse(runtime.executionProvider)
+  if (use.binding === 'direct') return createDirectSession(use.addon, modelPath, runtime.intraOpThreads, runtime.intraOpSpinning === true)
   const options = sessionOptions(runtime)
   const b = nativeBinding()
   let s: NativeSession

@@ -131,7 +131,7 @@ try {
   const graphs = new StepGraphs(session, decodePath === null ? null : await createSession(decodePath, init.runtime), init.manifest)
   const runner = new StepRunner(graphs, init.manifest, init.runtime)
   port.on('message', (msg: ToWorker) => { onMessage(runner, msg) })
-  const binding = init.runtime.executionProvider === 'cpu' ? bindingInUse() : { binding: 'onnxruntime-node', reason: 'CUDA' }
+  const binding = bindingInUse(init.runtime.executionProvider)
   port.postMessage({ type: 'ready', inputs: [...session.inputNames], outputs: [...session.outputNames], binding: `${binding.binding} (${binding.reason})` } satisfies FromWorker)
   await loop(runner)
   flush(true)
