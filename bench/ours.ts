@@ -50,11 +50,12 @@ export async function startOurs (modelsDir: string, names: string[], threads: nu
   }
 }
 
-/** One greedy generation on the engine; -> token arrival times (ms) and the result. */
-export async function engineRun (model: LoadedModel, inputIds: number[], maxNewTokens: number, from?: { position: number, state: Float32Array[] }): Promise<{ times: number[], result: GenerationResult }> {
+/** One greedy generation on the engine; -> token arrival times (ms) and the result. Its end state
+ * is discarded, as the server does for a request without a session, unless `keepState`. */
+export async function engineRun (model: LoadedModel, inputIds: number[], maxNewTokens: number, from?: { position: number, state: Float32Array[] }, keepState = false): Promise<{ times: number[], result: GenerationResult }> {
   const times: number[] = []
   const result = await new Promise<GenerationResult>((resolve, reject) => {
-    model.engine.submit({ inputIds, position: from?.position ?? 0, state: from?.state ?? null, params: GREEDY, seed: 0, maxNewTokens, stop: [], stopTokenIds: [] }, {
+    model.engine.submit({ inputIds, position: from?.position ?? 0, state: from?.state ?? null, params: GREEDY, seed: 0, maxNewTokens, stop: [], stopTokenIds: [], discardState: !keepState }, {
       token () { times.push(performance.now()) }, end: resolve, error: reject
     })
   })
@@ -129,7 +130,7 @@ export async function enginePositions (model: LoadedModel, corpus: number[], pos
   for (const p of [...positions].sort((a, b) => a - b)) {
     const at = (from?.position ?? 0) + pending.length
     const fill = [...pending, ...corpus.slice(at, Math.max(at, p))]
-    const { times, result } = await engineRun(model, fill, steps + 1, from)
+    const { times, result } = await engineRun(model, fill, steps + 1, from, true)
     out[p] = meanStep(times)
     from = { position: result.position, state: result.state }
     pending = result.pending

@@ -65,7 +65,7 @@ const stateBytes: Record<string, Record<string, number>> = {}
 for (const model of [t2r, softmax]) {
   stateBytes[model.name] = {}
   for (const n of [64, 4096]) {
-    const { result } = await engineRun(model, ids.slice(0, n), 0)
+    const { result } = await engineRun(model, ids.slice(0, n), 0, undefined, true)
     stateBytes[model.name][n] = result.state.reduce((a, s) => a + s.byteLength, 0)
   }
 }

@@ -27,6 +27,50 @@ export function stackRows (rows: Float32Array[], layers: number): Float32Array {
   return out
 }
 
+/** The same as stackRows, written into `out` (a view of exactly the stacked size): a row that is
+ * the shared zero state (sharedZeros) is filled with zeros, not read. */
+export function stackRowsInto (rows: Float32Array[], layers: number, out: Float32Array): Float32Array {
+  const batch = rows.length
+  const row = out.length / (layers * batch)
+  for (let r = 0; r < batch; r++) {
+    const zero = isSharedZeros(rows[r])
+    for (let l = 0; l < layers; l++) {
+      const at = (l * batch + r) * row
+      if (zero) out.fill(0, at, at + row)
+      else out.set(rows[r].subarray(l * row, (l + 1) * row), at)
+    }
+  }
+  return out
+}
+
+/**
+ * The zero state of `elements` floats, one array per size shared by every sequence that starts
+ * from nothing: read (stacked into a step's input) and never written, and copied before it leaves
+ * the worker (Sequence.finish). A fresh array per sequence costs its pages' first-touch faults,
+ * ~5 µs a 4 KiB page on this project's VMs (docs/design.md §10): 260 KB of T2R state, twice.
+ */
+export function sharedZeros (elements: number): Float32Array {
+  let z = ZEROS.get(elements)
+  if (z === undefined) ZEROS.set(elements, z = new Float32Array(elements))
+  return z
+}
+const ZEROS = new Map<number, Float32Array>()
+
+export function isSharedZeros (data: Float32Array): boolean {
+  return ZEROS.get(data.length) === data
+}
+
+/** A float32 array kept from step to step and grown when a step needs more: `take(n)` is a view of
+ * its first n elements, their contents whatever the last user left. */
+export class Scratch {
+  private data = new Float32Array(0)
+
+  take (n: number): Float32Array {
+    if (this.data.length < n) this.data = new Float32Array(Math.max(n, this.data.length * 2))
+    return this.data.subarray(0, n)
+  }
+}
+
 /** A graph input without the runtime: the worker wraps each into an ort.Tensor. */
 export interface Feed {
   type: 'int64' | 'float32'
@@ -127,15 +171,27 @@ export class DecodeBatch<S extends StateOwner> {
     for (const m of [...this.members]) if (!wanted.has(m)) this.evict(m)
     const joining = seqs.filter((s) => s.state !== null)
     this.reserve(this.members.length + joining.length)
-    for (const s of joining) {
-      const r = this.members.length
-      this.rowSize.forEach((size, i) => {
-        for (let l = 0; l < this.layers; l++) this.front[i].set(s.state![i].subarray(l * size, (l + 1) * size), (l * this.capacity + r) * size)
-      })
-      s.state = null
-      this.members.push(s)
-    }
+    for (const s of joining) this.join(s, s.state!, 0, 1)
     return this.members
+  }
+
+  /** `seq` joins with its rows taken from row `r` of a stacked [L, batch, ...] state (a prefill's
+   * output), copied straight into its slot: it never holds a state of its own. */
+  admit (seq: S, stacked: Float32Array[], r: number, batch: number): void {
+    this.reserve(this.members.length + 1)
+    this.join(seq, stacked, r, batch)
+  }
+
+  private join (seq: S, from: Float32Array[], r: number, batch: number): void {
+    const m = this.members.length
+    this.rowSize.forEach((size, i) => {
+      for (let l = 0; l < this.layers; l++) {
+        const at = (l * batch + r) * size
+        this.front[i].set(from[i].subarray(at, at + size), (l * this.capacity + m) * size)
+      }
+    })
+    seq.state = null
+    this.members.push(seq)
   }
 
   /** Layer `layer` of state tensor `i`, the members' rows: the step's input (`front`) or where it
@@ -169,20 +225,21 @@ export class DecodeBatch<S extends StateOwner> {
     })
   }
 
-  /** `seq` leaves the batch with its own copy of its rows; the last member takes its slot. */
-  evict (seq: S): void {
+  /** `seq` leaves the batch with its own copy of its rows (`keep` false: with no state, nothing
+   * copied, for a sequence that ends and whose state no one wants); the last member takes its slot. */
+  evict (seq: S, keep = true): void {
     const r = this.members.indexOf(seq)
     if (r === -1) return
     const last = this.members.length - 1
-    seq.state = this.rowSize.map((size, i) => {
-      const own = new Float32Array(this.layers * size)
+    const own = this.rowSize.map((size) => keep ? new Float32Array(this.layers * size) : null)
+    this.rowSize.forEach((size, i) => {
       for (let l = 0; l < this.layers; l++) {
         const base = l * this.capacity
-        own.set(this.front[i].subarray((base + r) * size, (base + r + 1) * size), l * size)
+        own[i]?.set(this.front[i].subarray((base + r) * size, (base + r + 1) * size), l * size)
         if (r !== last) this.front[i].copyWithin((base + r) * size, (base + last) * size, (base + last + 1) * size)
       }
-      return own
     })
+    seq.state = keep ? own as Float32Array[] : []
     this.members[r] = this.members[last]
     this.members.pop()
   }
@@ -311,11 +368,11 @@ export class PaddedCacheBatch<S extends CacheOwner> {
   }
 
   /** `seq` leaves with its own cache, stacked [L, 1, ..., position, ...]. */
-  evict (seq: S): void {
+  evict (seq: S, keep = true): void {
     const r = this.rowOf.get(seq)
     if (r === undefined) return
     const p = seq.position
-    seq.state = this.specs.map((_, i) => {
+    seq.state = !keep ? [] : this.specs.map((_, i) => {
       const own = new Float32Array(this.layers * this.outer[i] * p * this.inner[i])
       for (let l = 0; l < this.layers; l++) this.copyRow(this.data[i][l], r, this.past, own.subarray(l * this.outer[i] * p * this.inner[i]), 0, p, p, i)
       return own

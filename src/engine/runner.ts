@@ -3,8 +3,8 @@
 // inputs) fails alone: its neighbours get their tokens as if it had never been there.
 import ort from '#onnxruntime'
 import { ONNX_NAMES } from '../contract/onnx-io.ts'
-import type { Manifest } from '../models/manifest.ts'
-import { DecodeBatch, extractRow, PaddedCacheBatch, stackRows } from './batch-state.ts'
+import { stateElements, type Manifest } from '../models/manifest.ts'
+import { DecodeBatch, extractRow, PaddedCacheBatch, Scratch, stackRows, stackRowsInto } from './batch-state.ts'
 import type { SeqEvent } from './protocol.ts'
 import { DecodeScheduler, type Step } from './scheduler.ts'
 import type { Outputs, StepGraphs, StepResult } from './step-graphs.ts'
@@ -16,11 +16,16 @@ export class StepRunner {
    * padded to one length where its decode graph masks padding; null: a KV cache decodes alone. */
   private readonly batch: DecodeBatch<Sequence> | PaddedCacheBatch<Sequence> | null
   private readonly vocab: number
+  /** A recurrent model's prefill state, stacked: its input and output, kept from step to step. */
+  private readonly prefillIn: Scratch[]
+  private readonly prefillOut: Scratch[]
 
   constructor (private readonly graphs: StepGraphs, private readonly manifest: Manifest, options: { maxBatch: number, prefillChunk: number }) {
     const recurrent = manifest.architecture !== 'softmax'
     const padded = !recurrent && manifest.decode_padded_cache === true && graphs.hasDecodeGraph
     this.vocab = manifest.vocab_size
+    this.prefillIn = manifest.state.map(() => new Scratch())
+    this.prefillOut = manifest.state.map(() => new Scratch())
     this.scheduler = new DecodeScheduler<Sequence>({
       // A softmax KV cache grows per sequence: caches of different lengths decode together only
       // through a decode graph that masks their padding, else one at a time; they prefill
@@ -37,10 +42,13 @@ export class StepRunner {
 
   add (seq: Sequence): void { this.scheduler.add(seq) }
 
-  /** Ends a sequence now (finished, cancelled or failed): it leaves the scheduler with its own state. */
+  /** Ends a sequence now (finished, cancelled or failed): it leaves the scheduler with its own
+   * state, or none where its request discards the state (WireRequest.discardState). */
   end (seq: Sequence, events: SeqEvent[], outcome: { reason: Parameters<Sequence['finish']>[0] } | { error: string }): void {
     if (seq.finished) return
-    if (seq.state === null) this.batch?.evict(seq)
+    const keep = seq.req.discardState !== true
+    if (seq.state === null) this.batch?.evict(seq, keep)
+    else if (!keep) seq.state = []
     this.scheduler.remove(seq)
     if ('error' in outcome) {
       seq.finished = true
@@ -61,25 +69,41 @@ export class StepRunner {
   }
 
   /** `tokens` more prompt tokens of every one of `seqs`, in one run; each samples its first token
-   * if that completes its prompt. */
+   * if that completes its prompt.
+   *
+   * A recurrent model's prefill allocates nothing: the stacked input and output state are arrays
+   * kept from step to step (`prefillIn`, `prefillOut`), a new sequence's zero state is filled in
+   * rather than read (sharedZeros), and a sequence whose prompt is done is copied from the output
+   * straight into its decode slot. (Before: five new arrays of its state's size per sequence, at
+   * 32 new streams of sotu-t2r-q8 11% of the worker's time, most of it first-touch page faults.) */
   private async prefill (seqs: Sequence[], tokens: number, events: SeqEvent[]): Promise<void> {
     const chunks = seqs.map((s) => s.takePrefill(tokens))
-    if (seqs.length === 1) {
+    const slots = this.batch instanceof DecodeBatch ? this.batch : null
+    if (seqs.length === 1 && slots === null) {
       await this.runAlone(seqs[0], chunks[0].ids, chunks[0].last, events)
       return
     }
     const layers = this.manifest.layers
+    const b = seqs.length
     let step: StepResult
     try {
-      const state = this.manifest.state.map((_, i) => stackRows(seqs.map((s) => s.state![i]), layers))
-      step = await this.graphs.run(chunks.map((c) => c.ids), seqs.map((s) => s.position), state)
-    } catch {
+      const state = this.manifest.state.map((spec, i) => slots === null
+        ? stackRows(seqs.map((s) => s.state![i]), layers)
+        : stackRowsInto(seqs.map((s) => s.state![i]), layers, this.prefillIn[i].take(stateElements(spec, 0, b))))
+      const into = slots === null ? undefined : this.manifest.state.map((spec, i) => this.prefillOut[i].take(stateElements(spec, 0, b)))
+      step = await this.graphs.run(chunks.map((c) => c.ids), seqs.map((s) => s.position), state, into)
+    } catch (err) {
+      if (b === 1) {
+        this.end(seqs[0], events, { error: `model run failed: ${(err as Error).message}` })
+        return
+      }
       // Row isolation, as for a decode batch: each alone, so only a row that cannot run fails.
       for (const [r, seq] of seqs.entries()) await this.runAlone(seq, chunks[r].ids, chunks[r].last, events)
       return
     }
     seqs.forEach((seq, r) => {
-      seq.state = step.state.map((d) => extractRow(d, layers, seqs.length, r))
+      if (slots !== null && chunks[r].last) slots.admit(seq, step.state, r, b)
+      else seq.state = step.state.map((d) => extractRow(d, layers, b, r))
       seq.advance(tokens)
       if (chunks[r].last) this.sampleRow(seq, step.out, r, events)
     })

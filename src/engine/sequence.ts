@@ -8,6 +8,7 @@
 //
 // Pure with respect to ONNX Runtime: the runner feeds it logits, it samples and detokenizes.
 import { stateElements, type StateTensorSpec } from '../models/manifest.ts'
+import { isSharedZeros, sharedZeros } from './batch-state.ts'
 import { StreamingDetokenizer } from './detokenizer.ts'
 import type { FinishReason, SeqEvent, WireRequest, WireResult } from './protocol.ts'
 import { Rng } from './rng.ts'
@@ -34,7 +35,7 @@ export class Sequence implements Schedulable {
 
   constructor (readonly id: number, readonly req: WireRequest, specs: StateTensorSpec[], tokenBytes: (id: number) => Uint8Array) {
     this.position = req.position
-    this.state = req.state ?? specs.map((s) => new Float32Array(stateElements(s, req.position)))
+    this.state = req.state ?? specs.map((s) => sharedZeros(stateElements(s, req.position)))
     // Nothing to generate: the last input token is held back as pending instead of being fed.
     const holdLast = req.maxNewTokens === 0 && req.inputIds.length > 0
     this.feed = holdLast ? req.inputIds.slice(0, -1) : req.inputIds
@@ -103,7 +104,9 @@ export class Sequence implements Schedulable {
       text: this.detok.generated,
       position: this.position,
       pending: this.next === null ? [] : [this.next],
-      state: this.state!,
+      // (The shared zero state of a sequence that never ran leaves as a copy: the result's arrays
+      // are transferred to the main thread.)
+      state: this.state!.map((d) => isSharedZeros(d) ? d.slice() : d),
       queueMs: this.queueMs
     }
     const last = events.findLast((e) => e.id === this.id && e.kind === 'token')

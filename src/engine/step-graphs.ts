@@ -36,15 +36,22 @@ export class StepGraphs {
   /** Whether single-token steps run through a decode graph. */
   get hasDecodeGraph (): boolean { return this.decode !== null }
 
-  /** One step of `ids` [B, T] at `positions`, continuing the stacked `state`. */
-  async run (ids: number[][], positions: number[], state: Float32Array[]): Promise<StepResult> {
+  /** One step of `ids` [B, T] at `positions`, continuing the stacked `state`. `into`: arrays of
+   * exactly the stacked size of the state after the step (a constant-size state), written there;
+   * without it the state after the step is in new arrays. */
+  async run (ids: number[][], positions: number[], state: Float32Array[], into?: Float32Array[]): Promise<StepResult> {
     const specs = this.manifest.state
     if (this.decode === null || ids[0].length !== 1) {
-      const out = await this.step.run(tensors(stepFeeds(specs, ids, positions, state)))
-      return { out, state: specs.map((s) => out[s.output].data as Float32Array) }
+      let fetches: Record<string, ort.Tensor | null> | undefined
+      if (into !== undefined) {
+        fetches = Object.fromEntries(this.step.outputNames.map((n) => [n, null]))
+        specs.forEach((s, i) => { fetches![s.output] = new ort.Tensor('float32', into[i], stateShape(s, positions[0] + ids[0].length, ids.length)) })
+      }
+      const out = await this.step.run(tensors(stepFeeds(specs, ids, positions, state)), fetches)
+      return { out, state: into ?? specs.map((s) => out[s.output].data as Float32Array) }
     }
     const layers = this.manifest.layers
-    const written = decodeOutputs(specs, layers, positions[0], ids.length)
+    const written = decodeOutputs(specs, layers, positions[0], ids.length, into)
     // Outputs given no buffer (logits, logsumexp) are allocated by ONNX Runtime.
     const fetches: Record<string, ort.Tensor | null> = tensors(written.buffers)
     for (const name of this.decode.outputNames) if (!(name in fetches)) fetches[name] = null

@@ -43,6 +43,9 @@ export interface GenerateRequest {
   stopTokenIds: number[]
   /** The text generated starts a document whose decoder drops its first space (SentencePiece). */
   dropLeadingSpace?: boolean
+  /** No one continues from this generation (no session): its result's `state` is empty, and the
+   * engine copies no state out for it. */
+  discardState?: boolean
 }
 
 export interface GenerationResult {
@@ -53,6 +56,7 @@ export interface GenerationResult {
   position: number
   /** Transcript tokens not yet fed into the state (the last sampled token). */
   pending: number[]
+  /** The state after this generation; empty where the request had `discardState`. */
   state: Float32Array[]
   queueMs: number
 }

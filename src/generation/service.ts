@@ -131,7 +131,9 @@ export class GenerationService {
         maxNewTokens: spec.maxNewTokens,
         stop: spec.stop,
         stopTokenIds: spec.ignoreEos ? [] : [...new Set([...special.eosIds, ...(spec.chat?.endOfTurnId != null ? [spec.chat.endOfTurnId] : [])])],
-        dropLeadingSpace: tokenizer.stripsLeadingSpace && position === 0 && inputIds.every((id) => tokenizer.tokenBytes(id).length === 0)
+        dropLeadingSpace: tokenizer.stripsLeadingSpace && position === 0 && inputIds.every((id) => tokenizer.tokenBytes(id).length === 0),
+        // Only a session continues from the state a generation ends with.
+        discardState: sessionId === null
       }, tracked.sink)
       // Counted only once the engine took it: a submit that throws leaves no trace in the queue.
       tracked.submitted()

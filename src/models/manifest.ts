@@ -38,6 +38,6 @@ export function stateShape (spec: StateTensorSpec, past: number, batch = 1): num
   })
 }
 
-export function stateElements (spec: StateTensorSpec, past: number): number {
-  return stateShape(spec, past).reduce((a, b) => a * b, 1)
+export function stateElements (spec: StateTensorSpec, past: number, batch = 1): number {
+  return stateShape(spec, past, batch).reduce((a, b) => a * b, 1)
 }

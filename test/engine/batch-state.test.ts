@@ -1,7 +1,7 @@
 // The engine's state layout: rows stack and unstack exactly (prefill batches), and a decode batch's
 // slots are read and written in place while members join and leave, each keeping its own state.
 import t from 'tap'
-import { DecodeBatch, decodeOutputs, extractRow, PaddedCacheBatch, stackRows, stepFeeds } from '../../src/engine/batch-state.ts'
+import { DecodeBatch, decodeOutputs, extractRow, isSharedZeros, PaddedCacheBatch, sharedZeros, stackRows, stackRowsInto, stepFeeds } from '../../src/engine/batch-state.ts'
 import type { StateTensorSpec } from '../../src/models/manifest.ts'
 
 const LAYERS = 2
@@ -19,6 +19,17 @@ t.test('stacking interleaves rows per layer and extracting gives each row back',
   t.same([...stacked.subarray(6, 12)], [...rows[1].subarray(0, 6)])
   t.same([...stacked.subarray(18, 24)], [...rows[0].subarray(6, 12)])
   rows.forEach((r, i) => { t.same([...extractRow(stacked, LAYERS, 3, i)], [...r], `row ${i}`) })
+})
+
+t.test('stacking into a reused array: each row copied, the shared zero state written as zeros over what was there', async (t) => {
+  const rows = [row(1, LAYERS * 6), sharedZeros(LAYERS * 6), row(3, LAYERS * 6)]
+  const into = new Float32Array(LAYERS * 3 * 6).fill(-7)
+  t.equal(stackRowsInto(rows, LAYERS, into), into)
+  t.same([...into], [...stackRows(rows, LAYERS)], 'what stackRows gives')
+  t.same([...extractRow(into, LAYERS, 3, 1)], new Array(LAYERS * 6).fill(0), 'no -7 left in the zero row')
+  t.equal(sharedZeros(LAYERS * 6), rows[1], 'one shared array per size')
+  t.ok(isSharedZeros(rows[1]) && !isSharedZeros(new Float32Array(LAYERS * 6)), 'only the shared array is the shared zero state')
+  t.same([...rows[1]], new Array(LAYERS * 6).fill(0), 'and it is still zeros')
 })
 
 t.test('feeds: ids [B, T], one position per row, state shapes with the batch filled in', async (t) => {
@@ -205,4 +216,26 @@ t.test('padded caches: steps write into spare arrays that swap with the ones the
   t.same([...b.state![0].subarray(0, 30)], [...last[0][0].subarray(48, 63), ...last[0][0].subarray(69, 84)], 'b leaves with its slots of the last step')
   batch.evict(a)
   t.same([...a.state![1].subarray(42, 84)], [...last[1][1].subarray(0, 42)], 'a: layer 1 of the second tensor')
+})
+
+t.test('decode slots: a prefilled row joins from the stacked output straight into a slot; one leaving without its state leaves the others\' rows intact', async (t) => {
+  const a = { state: [row(1, 12), row(1, 6)] as Float32Array[] | null }
+  const batch = new DecodeBatch<typeof a>(specs, LAYERS)
+  batch.arrange([a])
+  // A prefill of three rows, stacked [L, 3, ...]: rows 0 and 2 are done and join.
+  const prefilled = [stackRows([row(4, 12), row(5, 12), row(6, 12)], LAYERS), stackRows([row(4, 6), row(5, 6), row(6, 6)], LAYERS)]
+  const d = { state: [new Float32Array(0)] as Float32Array[] | null }
+  const f = { state: [new Float32Array(0)] as Float32Array[] | null }
+  batch.admit(d, prefilled, 0, 3)
+  batch.admit(f, prefilled, 2, 3)
+  t.equal(d.state, null, 'an admitted sequence holds no state of its own')
+  t.same(batch.arrange([a, d, f]), [a, d, f], 'already members: arrange moves nothing')
+  step(batch, (x) => x + 1)
+  batch.evict(d, false)
+  t.same(d.state, [], 'left without a copy of its rows')
+  batch.evict(a)
+  batch.evict(f)
+  t.same([...a.state![0]], [...row(1, 12)].map((x) => x + 1), 'a: its rows, one step on')
+  t.same([...f.state![0]], [...row(6, 12)].map((x) => x + 1), 'f: row 2 of the prefill, one step on, though d left from before it')
+  t.same([...f.state![1]], [...row(6, 6)].map((x) => x + 1))
 })

@@ -48,11 +48,11 @@ for (const [name, useDecodeGraph, ragged] of [['tiny-t2r', true, false], ['tiny-
     const arrival = ragged ? [0, 0, 4, 6] : [0, 0, 0, 0]
 
     /** Runs `which` requests, each added before its arrival step; -> each one's outcome and the steps run. */
-    async function run (which: number[]): Promise<{ outcomes: Map<number, Outcome>, steps: string[] }> {
+    async function run (which: number[], discard: number[] = []): Promise<{ outcomes: Map<number, Outcome>, steps: string[] }> {
       const runner = new StepRunner(graphs, manifest, { maxBatch: 8, prefillChunk: 64 })
       const outcomes = new Map<number, Outcome>()
       const add = (i: number): void => {
-        runner.add(new Sequence(i, { inputIds: prompts[i], position: 0, state: null, params: GREEDY, seed: 0, maxNewTokens: maxNew[i], stop: [], stopTokenIds: [], submittedAt: 0 }, manifest.state, (id) => tokenizer.tokenBytes(id)))
+        runner.add(new Sequence(i, { inputIds: prompts[i], position: 0, state: null, params: GREEDY, seed: 0, maxNewTokens: maxNew[i], stop: [], stopTokenIds: [], submittedAt: 0, discardState: discard.includes(i) }, manifest.state, (id) => tokenizer.tokenBytes(id)))
         outcomes.set(i, { tokens: [], logprobs: [], state: [], position: 0 })
       }
       const steps: string[] = []
@@ -93,6 +93,17 @@ for (const [name, useDecodeGraph, ragged] of [['tiny-t2r', true, false], ['tiny-
       t.ok(lp < 1e-4, `prompt ${i}: log-probabilities within 1e-4 of alone (max diff ${lp.toExponential(1)})`)
       const st = Math.max(...a.state.map((d, s) => Math.max(...d.map((x, k) => Math.abs(x - b.state[s][k])))))
       t.ok(st < 1e-4, `prompt ${i}: final state within 1e-4 of alone (max diff ${st.toExponential(1)})`)
+    }
+    // Requests that discard their state (no session): they end with none, the same tokens, and
+    // the others, whose rows move into their slots as they leave, lose nothing.
+    const discarding = await run([0, 1, 2, 3], [0, 2])
+    for (let i = 0; i < prompts.length; i++) {
+      const a = alone.get(i)!
+      const b = discarding.outcomes.get(i)!
+      t.same(b.tokens, a.tokens, `discarding 0 and 2: prompt ${i} gets its tokens`)
+      if (i === 0 || i === 2) { t.same(b.state, [], `prompt ${i}: no state`); continue }
+      const st = Math.max(...a.state.map((d, s) => Math.max(...d.map((x, k) => Math.abs(x - b.state[s][k])))))
+      t.ok(st < 1e-4, `discarding 0 and 2: prompt ${i}'s final state within 1e-4 of alone (max diff ${st.toExponential(1)})`)
     }
   })
 }

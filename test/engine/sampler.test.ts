@@ -1,6 +1,6 @@
 import t from 'tap'
 import { Rng } from '../../src/engine/rng.ts'
-import { applyPenalties, candidates, draw, drawToken, GREEDY, SamplingError, sampleToken, TokenHistory, type SamplingParams } from '../../src/engine/sampler.ts'
+import { applyPenalties, argmax, candidates, draw, drawToken, GREEDY, SamplingError, sampleToken, TokenHistory, type SamplingParams } from '../../src/engine/sampler.ts'
 
 const logits = (): Float32Array => Float32Array.from([1, 3, 2, 0.5, -1, 2.9])
 const params = (p: Partial<SamplingParams>): SamplingParams => ({ ...GREEDY, temperature: 1, ...p })
@@ -69,6 +69,41 @@ t.test('a log-sum-exp from the graph gives the same log-probabilities', async (t
   const b = sampleToken(logits(), params({ temperature: 0, topLogprobs: 2 }), new TokenHistory(), new Rng(1), lse)
   t.ok(Math.abs(a.logprob - b.logprob) < 1e-6)
   t.same(a.top.map((x) => x.id), b.top.map((x) => x.id))
+})
+
+t.test('a row with -inf logits samples the same with the graph\'s log-sum-exp as without', async (t) => {
+  const r = new Rng(7)
+  for (let trial = 0; trial < 500; trial++) {
+    const row = Float32Array.from({ length: 1 + Math.floor(r.next() * 40) }, () => r.next() < 0.3 ? -Infinity : (r.next() - 0.5) * 20)
+    const max = Math.max(...row)
+    if (max === -Infinity) continue
+    const lse = Math.log(row.reduce((a, x) => a + Math.exp(x - max), 0)) + max
+    for (const p of [params({ temperature: 0, topLogprobs: 3 }), params({ temperature: 0.8, topP: 0.9, topLogprobs: 1 })]) {
+      const a = sampleToken(row, p, new TokenHistory(), new Rng(trial))
+      const b = sampleToken(row, p, new TokenHistory(), new Rng(trial), lse)
+      if (a.id !== b.id || Math.abs(a.logprob - b.logprob) > 1e-5 || a.top.map((c) => c.id).join() !== b.top.map((c) => c.id).join()) {
+        t.fail(`trial ${trial}: ${JSON.stringify({ row: Array.from(row, String), a, b })}`)
+        return
+      }
+    }
+  }
+  t.pass('500 rows, greedy and sampled')
+})
+
+t.test('argmax is the first index of the largest score, NaN and -inf never chosen over a number', async (t) => {
+  const r = new Rng(11)
+  const naive = (xs: ArrayLike<number>): number => {
+    const max = Math.max(...Array.from(xs).filter((x) => !Number.isNaN(x)))
+    return max === -Infinity ? 0 : Array.from(xs).indexOf(max)
+  }
+  for (let trial = 0; trial < 3000; trial++) {
+    const n = 1 + Math.floor(r.next() * 23)
+    // Few distinct values, so ties are common, at every position modulo 4.
+    const row = Float64Array.from({ length: n }, () => [NaN, -Infinity, 1, 2, 2, 3][Math.floor(r.next() * 6)])
+    if (argmax(row) !== naive(row)) { t.fail(`${JSON.stringify(Array.from(row, String))}: argmax ${argmax(row)}, expected ${naive(row)}`); return }
+  }
+  t.equal(argmax(Float32Array.of(NaN, -Infinity, NaN)), 0, 'nothing above -inf: the first id')
+  t.pass('3,000 rows')
 })
 
 t.test('top logprobs list the n most likely under the model', async (t) => {
@@ -155,8 +190,9 @@ t.test('every admitted parameter combination samples a valid token with a finite
     const history = new TokenHistory()
     history.addPrompt(Array.from({ length: int(0, 8) }, () => int(0, vocab - 1)))
     for (let i = int(0, 8); i > 0; i--) history.addOutput(int(0, vocab - 1))
-    const allFinite = row.every(Number.isFinite)
-    const lse = allFinite && r.next() < 0.5 ? Math.log(row.reduce((a, x) => a + Math.exp(x - Math.max(...row)), 0)) + Math.max(...row) : undefined
+    // The graph's log-sum-exp: finite where no logit is NaN or +inf and one is above -inf.
+    const max = Math.max(...row)
+    const lse = Number.isFinite(max) && r.next() < 0.5 ? Math.log(row.reduce((a, x) => a + Math.exp(x - max), 0)) + max : undefined
     const drawable = row.filter((x) => x > -Infinity).length // NaN > -Infinity is false
     const what = `trial ${trial}: ${JSON.stringify({ p, row: Array.from(row, String), lse })}`
     let s
