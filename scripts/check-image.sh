@@ -111,7 +111,7 @@ run_in_image sh -c 'test -d node_modules/fastify && test ! -e node_modules/types
   || fail "node_modules in the image is not production-only"
 ok "node_modules: production dependencies only"
 
-binding=$(run_in_image node -e "import('/app/dist/engine/ort-session.js').then((m) => console.log(JSON.stringify(m.bindingInUse())))") \
+binding=$(run_in_image node -e "import('/app/dist/engine/ort-session.js').then((m) => { const b = m.bindingInUse(); console.log(JSON.stringify({ binding: b.binding, reason: b.reason })) })") \
   || fail "the engine's ONNX Runtime binding could not be read in the image"
 case "$binding" in *'"binding":"direct"'*) ;; *) fail "the image's engine does not use the direct ONNX Runtime binding: $binding" ;; esac
 ok "the engine runs ONNX Runtime through native/ort_direct.c: $binding"

@@ -18,13 +18,7 @@ export function extractRow (data: Float32Array, layers: number, batch: number, r
 
 /** The inverse of extractRow over every row: [L, 1, ...rest] × B -> [L, B, ...rest]. */
 export function stackRows (rows: Float32Array[], layers: number): Float32Array {
-  const batch = rows.length
-  const row = rows[0].length / layers
-  const out = new Float32Array(layers * batch * row)
-  for (let r = 0; r < batch; r++) {
-    for (let l = 0; l < layers; l++) out.set(rows[r].subarray(l * row, (l + 1) * row), (l * batch + r) * row)
-  }
-  return out
+  return stackRowsInto(rows, layers, new Float32Array(rows.length * rows[0].length))
 }
 
 /** The same as stackRows, written into `out` (a view of exactly the stacked size): a row that is
@@ -46,7 +40,7 @@ export function stackRowsInto (rows: Float32Array[], layers: number, out: Float3
 /**
  * The zero state of `elements` floats, one array per size shared by every sequence that starts
  * from nothing: read (stacked into a step's input) and never written, and copied before it leaves
- * the worker (Sequence.finish). A fresh array per sequence costs its pages' first-touch faults,
+ * the worker (worker.ts post: results' arrays are transferred). A fresh array per sequence costs its pages' first-touch faults,
  * ~5 µs a 4 KiB page on this project's VMs (docs/design.md §10): 260 KB of T2R state, twice.
  */
 export function sharedZeros (elements: number): Float32Array {

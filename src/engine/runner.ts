@@ -87,10 +87,10 @@ export class StepRunner {
     const b = seqs.length
     let step: StepResult
     try {
-      const state = this.manifest.state.map((spec, i) => slots === null
-        ? stackRows(seqs.map((s) => s.state![i]), layers)
-        : stackRowsInto(seqs.map((s) => s.state![i]), layers, this.prefillIn[i].take(stateElements(spec, 0, b))))
-      const into = slots === null ? undefined : this.manifest.state.map((spec, i) => this.prefillOut[i].take(stateElements(spec, 0, b)))
+      const rows = this.manifest.state.map((_, i) => seqs.map((s) => s.state![i]))
+      const sizes = this.manifest.state.map((spec) => stateElements(spec, 0, b))
+      const state = rows.map((r, i) => slots === null ? stackRows(r, layers) : stackRowsInto(r, layers, this.prefillIn[i].take(sizes[i])))
+      const into = slots === null ? undefined : sizes.map((n, i) => this.prefillOut[i].take(n))
       step = await this.graphs.run(chunks.map((c) => c.ids), seqs.map((s) => s.position), state, into)
     } catch (err) {
       if (b === 1) {

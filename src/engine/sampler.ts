@@ -201,15 +201,13 @@ export function drawToken (scores: ArrayLike<number>, p: SamplingParams, rng: Rn
   const n = probs.length
   let threshold = 0
   const order = new Descending(probs)
-  if ((p.topK > 0 && p.topK < n) || p.topP < 1) {
-    if (p.topK > 0 && p.topK < n) threshold = probs[order.at(p.topK - 1)]
-    if (p.topP < 1) {
-      let mass = 0
-      for (let j = 0; order.has(j); j++) {
-        const q = probs[order.at(j)]
-        mass += q
-        if (mass >= p.topP) { threshold = Math.max(threshold, q); break }
-      }
+  if (p.topK > 0 && p.topK < n) threshold = probs[order.at(p.topK - 1)]
+  if (p.topP < 1) {
+    let mass = 0
+    for (let j = 0; order.has(j); j++) {
+      const q = probs[order.at(j)]
+      mass += q
+      if (mass >= p.topP) { threshold = Math.max(threshold, q); break }
     }
   }
   let total = 0
@@ -337,7 +335,7 @@ export function sampleToken (logits: Float32Array, p: SamplingParams, history: T
     applyPenalties(copy, p, history)
     scores = copy
   }
-  const greedyOnRow = scores === row && seen !== null && seen.finite
-  const id = p.temperature > 0 ? drawToken(scores, p, rng) : greedyOnRow ? seen.argmax : argmax(scores)
+  // Greedy: the scan's best id where it read these very scores, else one pass of argmax.
+  const id = p.temperature > 0 ? drawToken(scores, p, rng) : seen?.finite === true && scores === logits ? seen.argmax : argmax(scores)
   return { id, logprob: logprob(id), top }
 }

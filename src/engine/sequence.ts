@@ -8,7 +8,7 @@
 //
 // Pure with respect to ONNX Runtime: the runner feeds it logits, it samples and detokenizes.
 import { stateElements, type StateTensorSpec } from '../models/manifest.ts'
-import { isSharedZeros, sharedZeros } from './batch-state.ts'
+import { sharedZeros } from './batch-state.ts'
 import { StreamingDetokenizer } from './detokenizer.ts'
 import type { FinishReason, SeqEvent, WireRequest, WireResult } from './protocol.ts'
 import { Rng } from './rng.ts'
@@ -104,9 +104,7 @@ export class Sequence implements Schedulable {
       text: this.detok.generated,
       position: this.position,
       pending: this.next === null ? [] : [this.next],
-      // (The shared zero state of a sequence that never ran leaves as a copy: the result's arrays
-      // are transferred to the main thread.)
-      state: this.state!.map((d) => isSharedZeros(d) ? d.slice() : d),
+      state: this.state!,
       queueMs: this.queueMs
     }
     const last = events.findLast((e) => e.id === this.id && e.kind === 'token')

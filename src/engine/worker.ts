@@ -4,6 +4,7 @@
 // thread, ~50 µs of this thread's time on a VM); a finished sequence's state travels back as
 // transferred buffers.
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads'
+import { isSharedZeros } from './batch-state.ts'
 import { bindingInUse, createSession, decodeGraphPath } from './ort-session.ts'
 import type { FromWorker, SeqEvent, StepRecord, ToWorker, WorkerInit } from './protocol.ts'
 import { StepRunner } from './runner.ts'
@@ -25,8 +26,9 @@ function post (msg: FromWorker, events: SeqEvent[]): void {
   const transfer: ArrayBuffer[] = []
   for (const e of events) {
     if (e.kind === 'end') {
-      // A state that is a view into a larger buffer is copied: only whole buffers transfer.
-      e.result.state = e.result.state.map((d) => (d.byteOffset === 0 && d.byteLength === d.buffer.byteLength ? d : d.slice()))
+      // A state that is a view into a larger buffer is copied: only whole buffers transfer. So is
+      // the shared zero state (of a sequence that never ran): the worker keeps using it.
+      e.result.state = e.result.state.map((d) => (d.byteOffset === 0 && d.byteLength === d.buffer.byteLength && !isSharedZeros(d) ? d : d.slice()))
       for (const d of e.result.state) transfer.push(d.buffer as ArrayBuffer)
     }
     if (e.kind !== 'token') byId.delete(e.id)
